@@ -1,0 +1,5 @@
+//! Keel's composer: a TOML treefile becomes a signed, versioned ostree commit of a bootable
+//! Debian container host.
+#![forbid(unsafe_code)]
+
+pub mod package;

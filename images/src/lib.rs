@@ -1,0 +1,2 @@
+//! Bootable disk images from a Keel commit.
+#![forbid(unsafe_code)]

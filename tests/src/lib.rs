@@ -1,0 +1,4 @@
+//! Fixtures shared by Keel's integration tests: loopback HTTP servers, tiny packages and
+//! repositories, the VM harness.
+
+pub mod http;

@@ -1,0 +1,2 @@
+//! Keel's host agent.
+#![forbid(unsafe_code)]
