@@ -1,4 +1,5 @@
 //! Fixtures shared by Keel's integration tests: loopback HTTP servers, tiny packages and
 //! repositories, the VM harness.
 
+pub mod deb;
 pub mod http;
