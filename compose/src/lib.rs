@@ -2,4 +2,6 @@
 //! Debian container host.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod package;
+pub mod pipeline;

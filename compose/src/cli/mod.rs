@@ -1,0 +1,51 @@
+//! `keel-compose`'s command line: one module per verb, each with its clap arguments and a `run`
+//! function that calls the library. `main.rs` only hands `std::env::args_os()` to
+//! [`run_from_iter`] and prints the error chain.
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+pub mod tree;
+
+/// Compose immutable Debian hosts as ostree commits.
+///
+/// keel-compose reads a TOML treefile (packages, repositories, files, units, initramfs), resolves
+/// and installs the packages into a scratch tree, turns the tree into ostree's layout and commits
+/// it to an ostree repository that hosts can pull and upgrade from.
+#[derive(Debug, Parser)]
+#[command(name = "keel-compose", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs of `keel-compose`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compose a treefile into a new commit on its ref.
+    Tree(tree::TreeArgs),
+}
+
+/// Parses `args` (the program name first) and runs the chosen verb.
+pub fn run_from_iter<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    match cli.command {
+        Command::Tree(args) => tree::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
