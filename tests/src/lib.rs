@@ -3,3 +3,4 @@
 
 pub mod deb;
 pub mod http;
+pub mod sysroot;
