@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod package;
 pub mod pipeline;
+pub mod release;

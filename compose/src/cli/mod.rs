@@ -6,7 +6,10 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+pub mod keygen;
+pub mod sign;
 pub mod tree;
+pub mod verify;
 
 /// Compose immutable Debian hosts as ostree commits.
 ///
@@ -25,6 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Compose a treefile into a new commit on its ref.
     Tree(tree::TreeArgs),
+    /// Generate an ed25519 key pair for signing commits and summaries.
+    Keygen(keygen::KeygenArgs),
+    /// Sign an existing commit and re-sign the summary.
+    Sign(sign::SignArgs),
+    /// Verify a ref's commit and the summary against trusted keys.
+    Verify(verify::VerifyArgs),
 }
 
 /// Parses `args` (the program name first) and runs the chosen verb.
@@ -36,6 +45,9 @@ where
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Tree(args) => tree::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 
