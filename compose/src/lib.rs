@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod ostreeify;
 pub mod package;
 pub mod pipeline;
 pub mod release;
