@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod commit;
 pub mod ostreeify;
 pub mod package;
 pub mod pipeline;

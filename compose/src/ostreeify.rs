@@ -76,7 +76,10 @@ pub enum OstreeifyError {
     },
 }
 
-fn io_err(action: &'static str, path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> OstreeifyError {
+fn io_err(
+    action: &'static str,
+    path: impl AsRef<Path>,
+) -> impl FnOnce(io::Error) -> OstreeifyError {
     let path = path.as_ref().display().to_string();
     move |source| OstreeifyError::Io {
         action,
@@ -207,7 +210,8 @@ fn place_kernel(root: &Dir) -> Result<Kernel, OstreeifyError> {
 }
 
 fn move_state_dirs(root: &Dir) -> Result<(), OstreeifyError> {
-    root.create_dir_all("var").map_err(io_err("creating", "var"))?;
+    root.create_dir_all("var")
+        .map_err(io_err("creating", "var"))?;
     for (path, var_path, target) in STATE_DIRS {
         let is_real_dir = root
             .symlink_metadata(path)
@@ -215,7 +219,8 @@ fn move_state_dirs(root: &Dir) -> Result<(), OstreeifyError> {
             .unwrap_or(false);
         if is_real_dir {
             if root.exists(var_path) {
-                root.remove_dir_all(path).map_err(io_err("removing", path))?;
+                root.remove_dir_all(path)
+                    .map_err(io_err("removing", path))?;
             } else {
                 root.rename(path, root, var_path)
                     .map_err(io_err("moving into /var", path))?;
@@ -235,7 +240,14 @@ fn move_dpkg_database(root: &Dir) -> Result<(), OstreeifyError> {
     root.rename("var/lib/dpkg", root, DPKG_DATABASE)
         .map_err(io_err("moving", "var/lib/dpkg"))?;
     // Backups and locks belong to a writable database, not to a commit.
-    for name in ["status-old", "available-old", "diversions-old", "lock", "lock-frontend", "triggers/Lock"] {
+    for name in [
+        "status-old",
+        "available-old",
+        "diversions-old",
+        "lock",
+        "lock-frontend",
+        "triggers/Lock",
+    ] {
         let path = Path::new(DPKG_DATABASE).join(name);
         if root.symlink_metadata(&path).is_ok() {
             root.remove_file(&path).map_err(io_err("removing", &path))?;
@@ -249,7 +261,8 @@ fn prepare_etc(root: &Dir) -> Result<(), OstreeifyError> {
     if root.symlink_metadata("usr/etc").is_ok() {
         return Err(OstreeifyError::UsrEtcExists);
     }
-    root.create_dir_all("etc").map_err(io_err("creating", "etc"))?;
+    root.create_dir_all("etc")
+        .map_err(io_err("creating", "etc"))?;
     if root.symlink_metadata("etc/machine-id").is_ok() {
         root.remove_file("etc/machine-id")
             .map_err(io_err("removing", "etc/machine-id"))?;
@@ -401,7 +414,11 @@ impl VarEntry {
                 gid,
             } => format!("d {} {mode:04o} {uid} {gid} -", escape_tmpfiles(path)),
             VarEntry::Symlink { path, target } => {
-                format!("L {} - - - - {}", escape_tmpfiles(path), escape_tmpfiles(target))
+                format!(
+                    "L {} - - - - {}",
+                    escape_tmpfiles(path),
+                    escape_tmpfiles(target)
+                )
             }
         }
     }
@@ -467,7 +484,8 @@ fn empty_dir(root: &Dir, dir: &str) -> Result<(), OstreeifyError> {
             .map_err(io_err("inspecting", &path))?
             .is_dir();
         if is_dir {
-            root.remove_dir_all(&path).map_err(io_err("removing", &path))?;
+            root.remove_dir_all(&path)
+                .map_err(io_err("removing", &path))?;
         } else {
             root.remove_file(&path).map_err(io_err("removing", &path))?;
         }
@@ -501,7 +519,8 @@ fn ensure_symlink(root: &Dir, link: &str, target: &str) -> Result<(), OstreeifyE
             root.remove_file(link).map_err(io_err("removing", link))?;
         }
         Ok(meta) if meta.is_dir() => {
-            root.remove_dir_all(link).map_err(io_err("removing", link))?;
+            root.remove_dir_all(link)
+                .map_err(io_err("removing", link))?;
         }
         Ok(_) => root.remove_file(link).map_err(io_err("removing", link))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -528,10 +547,7 @@ fn check_and_measure(root: &Dir, dir: &Path) -> Result<u64, OstreeifyError> {
             bytes += check_and_measure(root, &path)?;
             continue;
         } else if ft.is_file() {
-            bytes += entry
-                .metadata()
-                .map_err(io_err("inspecting", &path))?
-                .len();
+            bytes += entry.metadata().map_err(io_err("inspecting", &path))?.len();
             continue;
         } else if ft.is_symlink() {
             continue;

@@ -49,7 +49,11 @@ fn debian_like_tree() -> (tempfile::TempDir, Dir) {
     fs::write(r.join("var/lib/dpkg/status-old"), "old\n").unwrap();
     fs::write(r.join("var/lib/dpkg/lock"), "").unwrap();
     fs::write(r.join("var/log/dpkg.log"), "log\n").unwrap();
-    fs::set_permissions(r.join("var/log/journal"), fs::Permissions::from_mode(0o2755)).unwrap();
+    fs::set_permissions(
+        r.join("var/log/journal"),
+        fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
     symlink("/run", r.join("var/run")).unwrap();
     // systemd declares /var/log itself; ours must not repeat it.
     fs::write(
@@ -70,14 +74,30 @@ fn debian_root_becomes_ostree_layout() {
     assert_eq!(result.kernel_version, KVER);
 
     let moddir = r.join("usr/lib/modules").join(KVER);
-    assert_eq!(fs::read_to_string(moddir.join("vmlinuz")).unwrap(), "kernel");
+    assert_eq!(
+        fs::read_to_string(moddir.join("vmlinuz")).unwrap(),
+        "kernel"
+    );
     assert!(moddir.join("initramfs.img").is_file());
-    assert_eq!(fs::read_dir(r.join("boot")).unwrap().count(), 0, "/boot emptied");
-    assert!(r.join("vmlinuz").symlink_metadata().is_err(), "top-level link removed");
+    assert_eq!(
+        fs::read_dir(r.join("boot")).unwrap().count(),
+        0,
+        "/boot emptied"
+    );
+    assert!(
+        r.join("vmlinuz").symlink_metadata().is_err(),
+        "top-level link removed"
+    );
 
     assert!(r.join("etc").symlink_metadata().is_err(), "/etc moved away");
-    assert_eq!(fs::read_to_string(r.join("usr/etc/hostname")).unwrap(), "debian\n");
-    assert_eq!(fs::read_to_string(r.join("usr/etc/machine-id")).unwrap(), "");
+    assert_eq!(
+        fs::read_to_string(r.join("usr/etc/hostname")).unwrap(),
+        "debian\n"
+    );
+    assert_eq!(
+        fs::read_to_string(r.join("usr/etc/machine-id")).unwrap(),
+        ""
+    );
     let storage = fs::read_to_string(r.join("usr/etc/containers/storage.conf")).unwrap();
     assert!(storage.contains("driver = \"overlay\""));
     assert!(storage.contains("runroot = \"/run/containers/storage\""));
@@ -105,8 +125,16 @@ fn debian_root_becomes_ostree_layout() {
     }
     assert!(r.join("sysroot").is_dir());
 
-    assert_eq!(fs::read_dir(r.join("var")).unwrap().count(), 0, "/var emptied");
-    assert_eq!(fs::read_dir(r.join("tmp")).unwrap().count(), 0, "/tmp emptied");
+    assert_eq!(
+        fs::read_dir(r.join("var")).unwrap().count(),
+        0,
+        "/var emptied"
+    );
+    assert_eq!(
+        fs::read_dir(r.join("tmp")).unwrap().count(),
+        0,
+        "/tmp emptied"
+    );
     assert_eq!(
         result.dropped_var_files,
         vec![
@@ -158,7 +186,13 @@ fn two_kernels_are_refused_naming_both() {
 #[test]
 fn missing_initramfs_is_refused() {
     let (tmp, dir) = debian_like_tree();
-    fs::remove_file(tmp.path().join("usr/lib/modules").join(KVER).join("initramfs.img")).unwrap();
+    fs::remove_file(
+        tmp.path()
+            .join("usr/lib/modules")
+            .join(KVER)
+            .join("initramfs.img"),
+    )
+    .unwrap();
     let err = ostreeify(&dir).unwrap_err().to_string();
     assert!(err.contains("initramfs.img"), "{err}");
 }
@@ -185,7 +219,10 @@ fn tmpfiles_escaping_round_trips() {
     ] {
         assert_eq!(escape_tmpfiles(raw), escaped);
         let line = format!("d {escaped} 0755 0 0 -");
-        assert_eq!(tmpfiles_paths(&line).collect::<Vec<_>>(), vec![raw.to_string()]);
+        assert_eq!(
+            tmpfiles_paths(&line).collect::<Vec<_>>(),
+            vec![raw.to_string()]
+        );
     }
 }
 
