@@ -4,7 +4,10 @@
 
 pub mod cli;
 pub mod commit;
+pub mod fetch;
+pub mod install;
 pub mod ostreeify;
 pub mod package;
 pub mod pipeline;
 pub mod release;
+pub mod sandbox;

@@ -1,0 +1,355 @@
+//! Downloading the resolved `.deb` files into a cache keyed by their sha256.
+//!
+//! Layout: `CACHEDIR/debs/sha256/<hex>.deb`. A file is written to a temporary file in that
+//! directory, hashed while it streams, synced, and renamed into place only when its sha256 is
+//! the one the verified repository index promised; a mismatch leaves nothing behind. A file
+//! already in the cache is hashed again before use, so a corrupted cache entry is detected,
+//! removed and fetched again. Local `.deb` files ([`PackageSource::Path`]) enter the cache the
+//! same way. Downloads run `jobs` at a time on plain threads; a progress bar (bytes, rate,
+//! packages) is drawn on stderr when it is a terminal.
+
+use crate::package::{PackageSource, ResolvedPackage};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Attempts per URL when the transport fails (connection refused, reset, timeout, 5xx).
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "package {package}: {url} has sha256 {actual}, but the repository index promises \
+         {expected}; the mirror is corrupt or was tampered with: retry later or use another mirror"
+    )]
+    Checksum {
+        package: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("package {package}: downloading {url} failed: {reason}; check the repository URL and the network, then retry")]
+    Download {
+        package: String,
+        url: String,
+        reason: String,
+    },
+    #[error("package {package}: its sha256 {sha256:?} is not 64 lowercase hex digits; the resolved package list is broken")]
+    BadChecksum { package: String, sha256: String },
+    #[error("package {package}: {action} {}: {source}", path.display())]
+    Io {
+        package: String,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The cache path of a `.deb` with this sha256.
+pub fn cache_path(cachedir: &Path, sha256: &str) -> PathBuf {
+    cachedir
+        .join("debs")
+        .join("sha256")
+        .join(format!("{sha256}.deb"))
+}
+
+/// Makes every package's `.deb` present and verified in `cachedir`, `jobs` downloads at a time,
+/// and returns their cache paths in the order of `packages`.
+pub fn fetch(
+    packages: &[ResolvedPackage],
+    cachedir: &Path,
+    jobs: usize,
+) -> Result<Vec<PathBuf>, FetchError> {
+    for p in packages {
+        if !is_sha256_hex(&p.sha256) {
+            return Err(FetchError::BadChecksum {
+                package: p.name.clone(),
+                sha256: p.sha256.clone(),
+            });
+        }
+    }
+    let dir = cachedir.join("debs").join("sha256");
+    if let Err(source) = std::fs::create_dir_all(&dir) {
+        return Err(FetchError::Io {
+            package: packages.first().map(|p| p.name.clone()).unwrap_or_default(),
+            action: "creating the cache directory",
+            path: dir,
+            source,
+        });
+    }
+    let progress = progress_bar(packages);
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(30))
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> =
+        Mutex::new((0..packages.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, packages.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= packages.len() || failed.load(Ordering::SeqCst) {
+                    break;
+                }
+                let result = fetch_one(&agent, &packages[i], cachedir, &progress);
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                progress.set_message(format!("{}", packages[i].name));
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(result);
+                }
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut paths = Vec::with_capacity(packages.len());
+    let mut first_error = None;
+    for result in results.into_iter().flatten() {
+        match result {
+            Ok(path) => paths.push(path),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(paths),
+    }
+}
+
+fn progress_bar(packages: &[ResolvedPackage]) -> ProgressBar {
+    let total: u64 = packages.iter().map(|p| p.size).sum();
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    if let Ok(style) = ProgressStyle::with_template(
+        "fetching {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {prefix} packages {wide_msg}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(format!("0/{}", packages.len()));
+    bar
+}
+
+fn fetch_one(
+    agent: &ureq::Agent,
+    package: &ResolvedPackage,
+    cachedir: &Path,
+    progress: &ProgressBar,
+) -> Result<PathBuf, FetchError> {
+    let dest = cache_path(cachedir, &package.sha256);
+    let io = |action, path: &Path| {
+        let package = package.name.clone();
+        let path = path.to_path_buf();
+        move |source| FetchError::Io {
+            package,
+            action,
+            path,
+            source,
+        }
+    };
+    if dest.exists() {
+        let file = std::fs::File::open(&dest).map_err(io("opening the cached", &dest))?;
+        let actual = hash_reader(file).map_err(io("reading the cached", &dest))?;
+        if actual == package.sha256 {
+            progress.inc(package.size);
+            bump_count(progress);
+            return Ok(dest);
+        }
+        progress.suspend(|| {
+            eprintln!(
+                "keel: cached {} has sha256 {actual}, expected {}; fetching {} again",
+                dest.display(),
+                package.sha256,
+                package.name
+            )
+        });
+        std::fs::remove_file(&dest).map_err(io("removing the corrupt cached", &dest))?;
+    }
+    let dir = dest.parent().unwrap_or(cachedir);
+    let (temp, actual, url) = match &package.source {
+        PackageSource::Path(path) => {
+            let file = std::fs::File::open(path).map_err(io("opening", path))?;
+            let temp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
+            let (temp, actual) = copy_hashing(file, temp, progress)
+                .map_err(io("copying into the cache", path))?;
+            (temp, actual, path.display().to_string())
+        }
+        PackageSource::Url(url) => {
+            let mut attempt = 1;
+            loop {
+                match download(agent, package, url, dir, progress) {
+                    Ok((temp, actual)) => break (temp, actual, url.clone()),
+                    Err(Retry::Later(reason)) if attempt < ATTEMPTS => {
+                        progress.suspend(|| {
+                            eprintln!("keel: {url}: {reason}; retrying ({attempt}/{ATTEMPTS})")
+                        });
+                        std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
+                        attempt += 1;
+                    }
+                    Err(Retry::Later(reason)) | Err(Retry::Never(reason)) => {
+                        return Err(FetchError::Download {
+                            package: package.name.clone(),
+                            url: url.clone(),
+                            reason,
+                        })
+                    }
+                    Err(Retry::Io(e)) => return Err(e),
+                }
+            }
+        }
+    };
+    if actual != package.sha256 {
+        // Dropping `temp` deletes the partial file.
+        return Err(FetchError::Checksum {
+            package: package.name.clone(),
+            url,
+            expected: package.sha256.clone(),
+            actual,
+        });
+    }
+    temp.as_file()
+        .sync_all()
+        .map_err(io("syncing", temp.path()))?;
+    temp.persist(&dest)
+        .map_err(|e| e.error)
+        .map_err(io("renaming into", &dest))?;
+    bump_count(progress);
+    Ok(dest)
+}
+
+enum Retry {
+    Later(String),
+    Never(String),
+    Io(FetchError),
+}
+
+fn download(
+    agent: &ureq::Agent,
+    package: &ResolvedPackage,
+    url: &str,
+    dir: &Path,
+    progress: &ProgressBar,
+) -> Result<(tempfile::NamedTempFile, String), Retry> {
+    let response = match agent.get(url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, _)) if code >= 500 => {
+            return Err(Retry::Later(format!("HTTP status {code}")))
+        }
+        Err(ureq::Error::Status(code, _)) => {
+            return Err(Retry::Never(format!("HTTP status {code}")))
+        }
+        Err(ureq::Error::Transport(t)) => return Err(Retry::Later(t.to_string())),
+    };
+    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|source| {
+        Retry::Io(FetchError::Io {
+            package: package.name.clone(),
+            action: "creating a file in",
+            path: dir.to_path_buf(),
+            source,
+        })
+    })?;
+    let counted = progress.position();
+    match copy_hashing(response.into_reader(), temp, progress) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            // Forget the bytes of the failed attempt so the bar stays honest.
+            progress.set_position(counted);
+            Err(Retry::Later(format!("reading the body: {e}")))
+        }
+    }
+}
+
+/// Copies `reader` into `temp`, hashing and counting on the way.
+fn copy_hashing(
+    mut reader: impl Read,
+    mut temp: tempfile::NamedTempFile,
+    progress: &ProgressBar,
+) -> std::io::Result<(tempfile::NamedTempFile, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        temp.write_all(&buf[..n])?;
+        progress.inc(n as u64);
+    }
+    Ok((temp, hex::encode(hasher.finalize())))
+}
+
+/// The lowercase hex sha256 of everything `reader` yields.
+pub fn hash_reader(mut reader: impl Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn bump_count(progress: &ProgressBar) {
+    let done = progress
+        .prefix()
+        .split_once('/')
+        .and_then(|(d, t)| Some((d.parse::<usize>().ok()? + 1, t.to_string())));
+    if let Some((done, total)) = done {
+        progress.set_prefix(format!("{done}/{total}"));
+    }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_must_be_lowercase_hex_of_the_right_length() {
+        assert!(is_sha256_hex(&"ab".repeat(32)));
+        assert!(!is_sha256_hex(&"AB".repeat(32)));
+        assert!(!is_sha256_hex("abc"));
+        assert!(!is_sha256_hex(&"zz".repeat(32)));
+    }
+
+    #[test]
+    fn cache_paths_are_keyed_by_checksum() {
+        assert_eq!(
+            cache_path(Path::new("/c"), "ff"),
+            PathBuf::from("/c/debs/sha256/ff.deb")
+        );
+    }
+
+    #[test]
+    fn hashes_like_sha256sum() {
+        assert_eq!(
+            hash_reader(&b"abc"[..]).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn package_counter_counts_up() {
+        let bar = ProgressBar::hidden();
+        bar.set_prefix("0/3");
+        bump_count(&bar);
+        bump_count(&bar);
+        assert_eq!(bar.prefix(), "2/3");
+    }
+}

@@ -1,0 +1,411 @@
+//! Turning resolved packages and their cached `.deb` files into a configured Debian root, as
+//! dpkg would, with every maintainer script and trigger run inside the [`Sandbox`].
+//!
+//! The recipe is mmdebstrap's:
+//! 1. Lay out the merged-/usr links (`bin -> usr/bin`, ...) and an empty dpkg database.
+//! 2. Extract the Essential set (see [`order`]) on the host side, so the tree has a shell, dpkg
+//!    and the tools maintainer scripts use.
+//! 3. In the sandbox, `dpkg --install --force-depends` the Essential set: this records the
+//!    packages in dpkg's database and runs their scripts.
+//! 4. Unpack the rest in rounds ordered by Pre-Depends, configuring pre-dependencies between
+//!    rounds, then `dpkg --configure --pending`, which also runs the pending triggers.
+//! 5. Check that `dpkg-query` reports every package `ii`.
+//!
+//! The `.deb` files are bind-mounted read-only at `/run/keel-debs/N/` (`/run` is a tmpfs, so
+//! nothing of them stays in the tree). `/usr/sbin/policy-rc.d` (exit 101) forbids starting
+//! services while installing and is removed afterwards; the sandbox has no network.
+//! A failing maintainer script is reported with its package, the script and the tail of dpkg's
+//! output. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
+
+pub mod dpkg_log;
+mod extract;
+pub mod order;
+mod pkgcache;
+
+pub use pkgcache::{PackageCache, PackageCacheError};
+
+use crate::package::ResolvedPackage;
+use crate::sandbox::{tail, Sandbox, SandboxError, TAIL_LINES};
+use order::OrderError;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
+const POLICY_RC_D_BODY: &str = "#!/bin/sh\n# Written by keel-compose while installing packages: start no services.\nexit 101\n";
+const DEBS_INSIDE: &str = "/run/keel-debs";
+/// Options for every dpkg run: no fsync per file (the tree is committed and synced later), and
+/// never ask about configuration files (stdin is closed).
+const DPKG: &[&str] = &[
+    "dpkg",
+    "--force-unsafe-io",
+    "--force-confdef",
+    "--force-confold",
+];
+
+/// What [`install`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct InstallReport {
+    pub packages: usize,
+    /// Size of the Essential set installed first.
+    pub essential: usize,
+    /// Unpack rounds after the Essential set.
+    pub rounds: usize,
+    /// Packages placed from the [`PackageCache`] instead of unpacked by dpkg.
+    pub from_cache: Vec<String>,
+    /// Packages newly added to the [`PackageCache`].
+    pub cached: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("{packages} packages but {debs} .deb files were given; pass fetch()'s result for the same package list")]
+    Mismatch { packages: usize, debs: usize },
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error("preparing the tree: {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("extracting package {package} from {}: {reason}", deb.display())]
+    Extract {
+        package: String,
+        deb: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "the {script} script of package {package} failed ({status}) during {step}; fix or drop \
+         the package, or its postprocess input; last lines of dpkg's output:\n{tail}"
+    )]
+    Script {
+        package: String,
+        script: &'static str,
+        status: String,
+        step: String,
+        tail: String,
+    },
+    #[error("{step} failed (packages {packages:?})")]
+    Dpkg {
+        step: String,
+        packages: Vec<String>,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("package {package} is not installed after dpkg ran (dpkg status {status:?}, want \"ii\"); run `dpkg --audit` in the tree to see why")]
+    NotInstalled { package: String, status: String },
+    #[error(transparent)]
+    Cache(#[from] PackageCacheError),
+}
+
+/// Installs `packages` (whose `.deb` files are `debs`, in the same order, as [`crate::fetch::fetch`]
+/// returns them) into the tree `root`.
+pub fn install(
+    root: &Path,
+    packages: &[ResolvedPackage],
+    debs: &[PathBuf],
+    cache: &PackageCache,
+) -> Result<InstallReport, InstallError> {
+    install_with(&Sandbox::new(root), packages, debs, cache)
+}
+
+/// [`install`] into `sandbox`'s tree, with that sandbox's options (tests use
+/// [`Sandbox::with_host_usr`]).
+pub fn install_with(
+    sandbox: &Sandbox,
+    packages: &[ResolvedPackage],
+    debs: &[PathBuf],
+    cache: &PackageCache,
+) -> Result<InstallReport, InstallError> {
+    let started = Instant::now();
+    if packages.len() != debs.len() {
+        return Err(InstallError::Mismatch {
+            packages: packages.len(),
+            debs: debs.len(),
+        });
+    }
+    let plan = order::plan(packages)?;
+    let root = sandbox.root().to_path_buf();
+    let arch = packages.first().map_or("amd64", |p| p.arch.as_str());
+    prepare_tree(&root, arch)?;
+
+    let (sandbox, inside) = bind_debs(sandbox, debs);
+    let by_name: HashMap<&str, (&ResolvedPackage, &PathBuf, &String)> = packages
+        .iter()
+        .zip(debs)
+        .zip(&inside)
+        .map(|((p, d), i)| (p.name.as_str(), (p, d, i)))
+        .collect();
+    let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
+
+    for name in &plan.essential {
+        if let Some((p, deb, _)) = by_name.get(name.as_str()) {
+            extract::unpack_data(deb, &root).map_err(|reason| InstallError::Extract {
+                package: p.name.clone(),
+                deb: deb.to_path_buf(),
+                reason,
+            })?;
+        }
+    }
+    write_policy_rc_d(&root)?;
+    if !plan.essential.is_empty() {
+        let mut argv = dpkg(&["--install", "--force-depends"]);
+        argv.extend(plan.essential.iter().map(|n| deb_of(n)));
+        run_dpkg(&sandbox, &argv, "installing the Essential set", &plan.essential)?;
+    }
+
+    let mut from_cache = Vec::new();
+    for (i, round) in plan.rounds.iter().enumerate() {
+        let mut unpack = Vec::new();
+        for name in &round.unpack {
+            let Some((p, _, _)) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            if cache.place(&root, p)? {
+                from_cache.push(name.clone());
+            } else {
+                unpack.push(name.clone());
+            }
+        }
+        if !unpack.is_empty() {
+            let mut argv = dpkg(&["--unpack"]);
+            argv.extend(unpack.iter().map(|n| deb_of(n)));
+            let step = format!("unpacking round {}", i + 1);
+            run_dpkg(&sandbox, &argv, &step, &unpack)?;
+        }
+        if !round.configure.is_empty() {
+            let mut argv = dpkg(&["--configure"]);
+            argv.extend(round.configure.iter().map(|n| n.as_str()));
+            let step = format!("configuring pre-dependencies after round {}", i + 1);
+            run_dpkg(&sandbox, &argv, &step, &round.configure)?;
+        }
+    }
+    let everything: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+    run_dpkg(
+        &sandbox,
+        &dpkg(&["--configure", "--pending"]),
+        "configuring all packages and running triggers",
+        &everything,
+    )?;
+    check_all_installed(&sandbox, packages)?;
+    remove_policy_rc_d(&root)?;
+
+    let mut cached = 0;
+    for (p, deb) in packages.iter().zip(debs) {
+        if cache.import(p, deb)? {
+            cached += 1;
+        }
+    }
+    Ok(InstallReport {
+        packages: packages.len(),
+        essential: plan.essential.len(),
+        rounds: plan.rounds.len(),
+        from_cache,
+        cached,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn dpkg<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    DPKG.iter().chain(args).copied().collect()
+}
+
+/// Binds each distinct directory holding `.deb` files at `/run/keel-debs/N` and returns the
+/// sandbox and each file's path inside it.
+fn bind_debs(sandbox: &Sandbox, debs: &[PathBuf]) -> (Sandbox, Vec<String>) {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut sandbox = sandbox.clone();
+    let mut inside = Vec::with_capacity(debs.len());
+    for deb in debs {
+        let dir = deb.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let n = match dirs.iter().position(|d| *d == dir) {
+            Some(n) => n,
+            None => {
+                sandbox = sandbox.bind_ro(&dir, &format!("{DEBS_INSIDE}/{}", dirs.len()));
+                dirs.push(dir);
+                dirs.len() - 1
+            }
+        };
+        let file = deb.file_name().map(|f| f.to_string_lossy().into_owned());
+        inside.push(format!("{DEBS_INSIDE}/{n}/{}", file.unwrap_or_default()));
+    }
+    (sandbox, inside)
+}
+
+/// The merged-/usr links for `arch` (as Debian bookworm lays them out).
+pub(crate) fn usr_links(arch: &str) -> Vec<&'static str> {
+    let mut links = vec!["bin", "sbin", "lib"];
+    match arch {
+        "amd64" | "ppc64el" => links.push("lib64"),
+        _ => {}
+    }
+    links
+}
+
+fn prepare_tree(root: &Path, arch: &str) -> Result<(), InstallError> {
+    let io = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InstallError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    for dir in [
+        "usr",
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+        "var/lib/dpkg/alternatives",
+        "etc",
+        "tmp",
+        "run",
+        "proc",
+        "dev",
+        "root",
+    ] {
+        let path = root.join(dir);
+        std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
+    }
+    for link in usr_links(arch) {
+        let path = root.join(link);
+        if path.symlink_metadata().is_err() {
+            let target = format!("usr/{link}");
+            std::fs::create_dir_all(root.join(&target)).map_err(io("creating", &path))?;
+            std::os::unix::fs::symlink(&target, &path).map_err(io("linking", &path))?;
+        }
+    }
+    for file in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
+        let path = root.join(file);
+        if !path.exists() {
+            std::fs::write(&path, "").map_err(io("creating", &path))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_policy_rc_d(root: &Path) -> Result<(), InstallError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(POLICY_RC_D);
+    let io = |action| {
+        let path = path.clone();
+        move |source| InstallError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    }
+    std::fs::write(&path, POLICY_RC_D_BODY).map_err(io("writing"))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io("chmod"))
+}
+
+fn remove_policy_rc_d(root: &Path) -> Result<(), InstallError> {
+    let path = root.join(POLICY_RC_D);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(InstallError::Io {
+            action: "removing",
+            path,
+            source,
+        }),
+    }
+}
+
+/// Runs dpkg in the sandbox; a failure names the failing maintainer script when dpkg says which.
+fn run_dpkg(
+    sandbox: &Sandbox,
+    argv: &[&str],
+    step: &str,
+    packages: &[String],
+) -> Result<String, InstallError> {
+    sandbox.run(argv, step).map_err(|source| {
+        let output = source.output().unwrap_or("");
+        match dpkg_log::script_failures(output).into_iter().next() {
+            Some(f) => InstallError::Script {
+                package: f.package,
+                script: f.script,
+                status: f.status,
+                step: step.to_string(),
+                tail: tail(output, TAIL_LINES),
+            },
+            None => InstallError::Dpkg {
+                step: step.to_string(),
+                packages: packages.to_vec(),
+                source,
+            },
+        }
+    })
+}
+
+fn check_all_installed(sandbox: &Sandbox, packages: &[ResolvedPackage]) -> Result<(), InstallError> {
+    let argv = [
+        "dpkg-query",
+        "--show",
+        "--showformat=${Package}\\t${db:Status-Abbrev}\\n",
+    ];
+    let step = "listing installed packages";
+    let out = sandbox
+        .run(&argv, step)
+        .map_err(|source| InstallError::Dpkg {
+            step: step.into(),
+            packages: Vec::new(),
+            source,
+        })?;
+    let status = parse_status_abbrev(&out);
+    for p in packages {
+        let got = status.get(p.name.as_str()).copied().unwrap_or("not in the database");
+        if got.trim_end() != "ii" {
+            return Err(InstallError::NotInstalled {
+                package: p.name.clone(),
+                status: got.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `NAME\tSTATUS` lines of `dpkg-query` into a map (architecture qualifiers dropped).
+fn parse_status_abbrev(out: &str) -> HashMap<&str, &str> {
+    out.lines()
+        .filter_map(|line| line.split_once('\t'))
+        .map(|(name, status)| (name.split(':').next().unwrap_or(name), status))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_abbrev_lines_parse_into_a_map() {
+        let map = parse_status_abbrev("a\tii \nlibb:amd64\tiU \nbroken line\n");
+        assert_eq!(map.get("a"), Some(&"ii "));
+        assert_eq!(map.get("libb"), Some(&"iU "));
+        assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn debs_in_one_directory_share_one_bind() {
+        let debs = [PathBuf::from("/c/a.deb"), PathBuf::from("/c/b.deb"), PathBuf::from("/d/c.deb")];
+        let (_, inside) = bind_debs(&Sandbox::new(Path::new("/t")), &debs);
+        assert_eq!(
+            inside,
+            vec!["/run/keel-debs/0/a.deb", "/run/keel-debs/0/b.deb", "/run/keel-debs/1/c.deb"]
+        );
+    }
+
+    #[test]
+    fn merged_usr_links_follow_the_architecture() {
+        assert!(usr_links("amd64").contains(&"lib64"));
+        assert!(!usr_links("arm64").contains(&"lib64"));
+        assert!(usr_links("arm64").contains(&"bin"));
+    }
+}

@@ -1,0 +1,474 @@
+//! The package cache for warm composes (rpm-ostree's pkgcache idea): a package's unpacked
+//! content is kept, keyed by the `.deb`'s sha256, so a later compose places it without
+//! decompressing the archive or running dpkg's unpack.
+//!
+//! Storage: an ostree repository in `bare` mode at `CACHEDIR/pkgcache-repo` (bare, not
+//! bare-user: composes run as root and the files must keep their real owners and modes). Each
+//! package is one commit on the ref `pkgcache/<sha256>` holding `data/` (the filesystem archive,
+//! with the merged-/usr aliases folded into `usr/`), `control/` (the control members) and
+//! `files.keel` (each archive member as dpkg names it, with its type).
+//!
+//! Soundness: placing files is only half of what `dpkg --unpack` does; it also runs `preinst`,
+//! records conffiles, honours diversions, activates file triggers and checks for files owned by
+//! other packages. Rather than imitate all of that, only packages for which the other half is
+//! empty are cached and placed:
+//! - the control archive holds nothing but `control`, `md5sums`, `shlibs` and `symbols` (no
+//!   maintainer scripts, no conffiles, no `triggers`, no debconf `config`/`templates`);
+//! - at placement time, none of the package's paths is diverted (`var/lib/dpkg/diversions`),
+//!   lies under a path some installed package has a file-trigger interest in
+//!   (`var/lib/dpkg/triggers/File`), or already exists in the tree as anything but a directory;
+//! - dpkg's journal (`var/lib/dpkg/updates`) is empty, so appending to `status` is safe.
+//!
+//! Every other package goes through `dpkg --unpack` as on a cold compose. A placed package gets
+//! dpkg's info files (`.list`, `.md5sums`, `.shlibs`, `.symbols`) and a status entry "install ok
+//! unpacked"; the following `dpkg --configure` marks it installed exactly as for the others.
+//! Files are checked out by copy, not hardlinked: a later maintainer script or postprocess
+//! script that edits a file in place then cannot corrupt the cache. The price is a copy per
+//! file, still far cheaper than decompressing and unpacking. Cold composes pay one extra
+//! extraction and commit per cacheable package, after the install succeeded.
+
+use super::extract;
+use super::usr_links;
+use crate::package::ResolvedPackage;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Control members a cacheable package may have.
+const HARMLESS_MEMBERS: &[&str] = &["control", "md5sums", "shlibs", "symbols"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageCacheError {
+    #[error("package cache {}: {action}: {source}", repo.display())]
+    Io {
+        repo: PathBuf,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("package cache {}: `ostree {command}` failed: {stderr}; delete the cache directory if it is damaged", repo.display())]
+    Ostree {
+        repo: PathBuf,
+        command: String,
+        stderr: String,
+    },
+    #[error("package cache: extracting {package}: {reason}")]
+    Extract { package: String, reason: String },
+}
+
+/// See the module documentation. [`PackageCache::disabled`] makes every compose cold.
+#[derive(Clone, Debug)]
+pub struct PackageCache {
+    repo: Option<PathBuf>,
+}
+
+/// One archive member of a cached package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Member {
+    /// As dpkg lists it: `/.`, `/usr`, `/bin/sh`.
+    path: String,
+    dir: bool,
+}
+
+impl PackageCache {
+    pub fn disabled() -> Self {
+        Self { repo: None }
+    }
+
+    /// Opens (creating if needed) the cache under `cachedir/pkgcache-repo`.
+    pub fn open(cachedir: &Path) -> Result<Self, PackageCacheError> {
+        let repo = cachedir.join("pkgcache-repo");
+        if !repo.join("config").exists() {
+            std::fs::create_dir_all(&repo).map_err(|source| PackageCacheError::Io {
+                repo: repo.clone(),
+                action: "creating the directory".into(),
+                source,
+            })?;
+            ostree(&repo, &["init", "--mode=bare"])?;
+        }
+        Ok(Self { repo: Some(repo) })
+    }
+
+    /// Whether the package with this `.deb` sha256 is cached.
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.repo
+            .as_ref()
+            .is_some_and(|r| r.join("refs/heads/pkgcache").join(sha256).is_file())
+    }
+
+    /// Adds `package` (from `deb`) to the cache if it is cacheable and not cached yet; returns
+    /// whether it was added.
+    pub(crate) fn import(
+        &self,
+        package: &ResolvedPackage,
+        deb: &Path,
+    ) -> Result<bool, PackageCacheError> {
+        let Some(repo) = &self.repo else {
+            return Ok(false);
+        };
+        if self.contains(&package.sha256) {
+            return Ok(false);
+        }
+        let io = |action: &str| {
+            let (repo, action) = (repo.clone(), action.to_string());
+            move |source| PackageCacheError::Io {
+                repo,
+                action,
+                source,
+            }
+        };
+        let extract_err = |reason| PackageCacheError::Extract {
+            package: package.name.clone(),
+            reason,
+        };
+        let staging = tempfile::tempdir_in(repo).map_err(io("creating a staging directory"))?;
+        let control = staging.path().join("control");
+        extract::unpack_control(deb, &control).map_err(extract_err)?;
+        if !harmless_control(&control).map_err(io("reading control members"))? {
+            return Ok(false);
+        }
+        let data = staging.path().join("data");
+        std::fs::create_dir(&data).map_err(io("creating a staging directory"))?;
+        let links = usr_links(&package.arch);
+        for link in &links {
+            std::fs::create_dir_all(data.join("usr").join(link))
+                .map_err(io("creating a staging directory"))?;
+            std::os::unix::fs::symlink(format!("usr/{link}"), data.join(link))
+                .map_err(io("creating a staging link"))?;
+        }
+        let names = extract::unpack_data(deb, &data).map_err(extract_err)?;
+        for link in &links {
+            std::fs::remove_file(data.join(link)).map_err(io("removing a staging link"))?;
+        }
+        let mut listing = String::new();
+        for name in &names {
+            let path = dpkg_path(name);
+            let dir = data
+                .join(canonical(&path, &links))
+                .symlink_metadata()
+                .map(|m| m.is_dir())
+                .map_err(io(&format!("reading {path} of {}", package.name)))?;
+            listing.push_str(if dir { "d " } else { "f " });
+            listing.push_str(&path);
+            listing.push('\n');
+        }
+        std::fs::write(staging.path().join("files.keel"), listing)
+            .map_err(io("writing the file list"))?;
+        let tree = format!("--tree=dir={}", staging.path().display());
+        let branch = format!("--branch=pkgcache/{}", package.sha256);
+        let subject = format!("--subject={} {} {}", package.name, package.version, package.arch);
+        ostree(repo, &["commit", "--consume", "--no-bindings", &branch, &subject, &tree])?;
+        Ok(true)
+    }
+
+    /// Places a cached `package` into `root` and registers it with dpkg as unpacked, when that
+    /// is sound (see the module documentation); returns whether it did.
+    pub(crate) fn place(
+        &self,
+        root: &Path,
+        package: &ResolvedPackage,
+    ) -> Result<bool, PackageCacheError> {
+        let Some(repo) = &self.repo else {
+            return Ok(false);
+        };
+        if !self.contains(&package.sha256) {
+            return Ok(false);
+        }
+        let io = |action: String| {
+            let repo = repo.clone();
+            move |source| PackageCacheError::Io {
+                repo,
+                action,
+                source,
+            }
+        };
+        let admin = root.join("var/lib/dpkg");
+        if journal_pending(&admin.join("updates")).map_err(io("reading dpkg's journal".into()))? {
+            return Ok(false);
+        }
+        let rev = format!("pkgcache/{}", package.sha256);
+        let listing = ostree(repo, &["cat", &rev, "/files.keel"])?;
+        let members = parse_listing(&listing);
+        let links = usr_links(&package.arch);
+        let diverted = read_or_empty(&admin.join("diversions")).map_err(io("reading diversions".into()))?;
+        let interests = read_or_empty(&admin.join("triggers/File")).map_err(io("reading file triggers".into()))?;
+        if !placeable(root, &members, &links, &diverted, &interests) {
+            return Ok(false);
+        }
+
+        let staging = tempfile::tempdir_in(repo).map_err(io("creating a staging directory".into()))?;
+        let control = staging.path().join("control");
+        let dest = control.display().to_string();
+        ostree(repo, &["checkout", "--subpath=/control", &rev, &dest])?;
+        if !harmless_control(&control).map_err(io("reading control members".into()))? {
+            return Ok(false);
+        }
+        let fields = std::fs::read_to_string(control.join("control"))
+            .map_err(io(format!("reading the control file of {}", package.name)))?;
+        let root_text = root.display().to_string();
+        ostree(
+            repo,
+            &["checkout", "--union", "--force-copy", "--subpath=/data", &rev, &root_text],
+        )?;
+
+        let info_name = info_name(&fields, &package.name);
+        let info = admin.join("info");
+        let list: String = members.iter().map(|m| format!("{}\n", m.path)).collect();
+        std::fs::write(info.join(format!("{info_name}.list")), list)
+            .map_err(io(format!("writing the file list of {}", package.name)))?;
+        for member in ["md5sums", "shlibs", "symbols"] {
+            let from = control.join(member);
+            if from.exists() {
+                std::fs::copy(&from, info.join(format!("{info_name}.{member}")))
+                    .map_err(io(format!("writing the {member} of {}", package.name)))?;
+            }
+        }
+        append_status(&admin.join("status"), &fields)
+            .map_err(io(format!("adding {} to dpkg's status", package.name)))?;
+        Ok(true)
+    }
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> Result<String, PackageCacheError> {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .map_err(|source| PackageCacheError::Io {
+            repo: repo.to_path_buf(),
+            action: "running ostree (install it through ci/deps)".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(PackageCacheError::Ostree {
+            repo: repo.to_path_buf(),
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn harmless_control(dir: &Path) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if !HARMLESS_MEMBERS.contains(&name.to_string_lossy().as_ref()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn journal_pending(updates: &Path) -> std::io::Result<bool> {
+    match std::fs::read_dir(updates) {
+        Ok(entries) => {
+            for entry in entries {
+                if entry?.file_name() != "tmp.i" {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_or_empty(path: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        other => other,
+    }
+}
+
+/// A tar member name (`./`, `./usr/`, `./usr/bin/x`) as dpkg lists it (`/.`, `/usr`, `/usr/bin/x`).
+fn dpkg_path(name: &str) -> String {
+    let trimmed = name.trim_start_matches('.').trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/.".to_string()
+    } else if trimmed.starts_with('/') {
+        trimmed.to_string()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// The relative path a dpkg path really lives at in a merged-/usr tree (`/bin/sh` -> `usr/bin/sh`).
+fn canonical(path: &str, links: &[&str]) -> String {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel == "." { "" } else { rel };
+    let first = rel.split('/').next().unwrap_or("");
+    if links.contains(&first) {
+        format!("usr/{rel}")
+    } else {
+        rel.to_string()
+    }
+}
+
+fn parse_listing(text: &str) -> Vec<Member> {
+    text.lines()
+        .filter_map(|line| {
+            let (kind, path) = line.split_once(' ')?;
+            Some(Member {
+                path: path.to_string(),
+                dir: kind == "d",
+            })
+        })
+        .collect()
+}
+
+/// The soundness checks of the module documentation that depend on the tree.
+fn placeable(
+    root: &Path,
+    members: &[Member],
+    links: &[&str],
+    diversions: &str,
+    file_interests: &str,
+) -> bool {
+    // `diversions` holds triples of lines: diverted path, where it goes, by which package.
+    let diverted: HashSet<String> = diversions
+        .lines()
+        .step_by(3)
+        .map(|p| canonical(p, links))
+        .collect();
+    let interests: Vec<String> = file_interests
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|p| canonical(p, links))
+        .collect();
+    members.iter().all(|m| {
+        let path = canonical(&m.path, links);
+        if diverted.contains(&path) {
+            return false;
+        }
+        let triggered = interests
+            .iter()
+            .any(|i| path == *i || path.starts_with(&format!("{i}/")));
+        if triggered {
+            return false;
+        }
+        match root.join(&path).symlink_metadata() {
+            Err(_) => true,
+            // An existing directory may be shared; anything else belongs to someone else.
+            Ok(_) => m.dir && root.join(&path).is_dir(),
+        }
+    })
+}
+
+/// The name of a package's files in `var/lib/dpkg/info`: `NAME`, or `NAME:ARCH` for
+/// `Multi-Arch: same` packages.
+fn info_name(control: &str, name: &str) -> String {
+    let field = |key: &str| {
+        control
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    match (field("Multi-Arch"), field("Architecture")) {
+        (Some("same"), Some(arch)) => format!("{name}:{arch}"),
+        _ => name.to_string(),
+    }
+}
+
+/// The status stanza dpkg writes for an unpacked, not yet configured package.
+fn status_stanza(control: &str) -> String {
+    let mut out = String::new();
+    for line in control.lines().filter(|l| !l.trim().is_empty()) {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("Package:") {
+            out.push_str("Status: install ok unpacked\n");
+        }
+    }
+    out
+}
+
+/// Appends a stanza to dpkg's status file, replacing the file by rename.
+fn append_status(status: &Path, control: &str) -> std::io::Result<()> {
+    let mut text = read_or_empty(status)?;
+    if !text.is_empty() {
+        while text.ends_with("\n\n") {
+            text.pop();
+        }
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    text.push_str(&status_stanza(control));
+    let temp = status.with_extension("keel-new");
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINKS: &[&str] = &["bin", "sbin", "lib", "lib64"];
+
+    #[test]
+    fn tar_names_become_dpkg_paths() {
+        assert_eq!(dpkg_path("./"), "/.");
+        assert_eq!(dpkg_path("./usr/"), "/usr");
+        assert_eq!(dpkg_path("./usr/bin/x"), "/usr/bin/x");
+    }
+
+    #[test]
+    fn merged_usr_aliases_are_folded() {
+        assert_eq!(canonical("/bin/sh", LINKS), "usr/bin/sh");
+        assert_eq!(canonical("/lib", LINKS), "usr/lib");
+        assert_eq!(canonical("/usr/bin/sh", LINKS), "usr/bin/sh");
+        assert_eq!(canonical("/binary/x", LINKS), "binary/x");
+        assert_eq!(canonical("/.", LINKS), "");
+    }
+
+    #[test]
+    fn status_gets_an_unpacked_entry_after_the_package_line() {
+        let control = "Package: a\nVersion: 1\nDescription: x\n more\n";
+        assert_eq!(
+            status_stanza(control),
+            "Package: a\nStatus: install ok unpacked\nVersion: 1\nDescription: x\n more\n"
+        );
+    }
+
+    #[test]
+    fn multi_arch_same_packages_get_qualified_info_names() {
+        assert_eq!(info_name("Package: l\nMulti-Arch: same\nArchitecture: amd64\n", "l"), "l:amd64");
+        assert_eq!(info_name("Package: l\nArchitecture: amd64\n", "l"), "l");
+    }
+
+    #[test]
+    fn appending_keeps_one_blank_line_between_stanzas() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("status");
+        std::fs::write(&status, "Package: a\nStatus: install ok installed\n\n").unwrap();
+        append_status(&status, "Package: b\nVersion: 1\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&status).unwrap(),
+            "Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: install ok unpacked\nVersion: 1\n"
+        );
+    }
+
+    #[test]
+    fn diverted_triggered_or_existing_paths_are_not_placed() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/share/doc")).unwrap();
+        std::fs::write(root.path().join("usr/share/taken"), "").unwrap();
+        let members = |paths: &[(&str, bool)]| -> Vec<Member> {
+            paths
+                .iter()
+                .map(|(p, d)| Member { path: p.to_string(), dir: *d })
+                .collect()
+        };
+        let ok = members(&[("/.", true), ("/usr", true), ("/usr/share/doc", true), ("/usr/share/new", false)]);
+        assert!(placeable(root.path(), &ok, LINKS, "", ""));
+        let taken = members(&[("/usr/share/taken", false)]);
+        assert!(!placeable(root.path(), &taken, LINKS, "", ""));
+        let diverted = members(&[("/bin/x", false)]);
+        assert!(!placeable(root.path(), &diverted, LINKS, "/usr/bin/x\n/usr/bin/x.real\npkg\n", ""));
+        let man = members(&[("/usr/share/man/man1/x.1.gz", false)]);
+        assert!(!placeable(root.path(), &man, LINKS, "", "/usr/share/man man-db/noawait\n"));
+        assert!(placeable(root.path(), &man, LINKS, "", "/usr/share/mandrake other\n"));
+    }
+}
