@@ -1,0 +1,457 @@
+//! `keel upgrade` and `keel rebase`: one pipeline. Read the remote's signed summary, find the
+//! followed (or new) ref's commit, fetch that commit object alone and verify it in memory, and
+//! only then pull its content (static delta first) and deploy it.
+//!
+//! A failure at any step leaves deployments and refs as they were: nothing is written to the
+//! repo before the commit passed verification, and libostree moves the local ref only after
+//! the whole commit arrived.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use ostree::{gio, glib};
+use serde::Serialize;
+
+use crate::config::{self, RemoteConfig};
+use crate::host::Host;
+use crate::pull::{self, PullProgress, PullRequest, PullStats, RemoteFiles};
+use crate::verify::{self, CommitInfo, Policy};
+
+/// How far to go once an update is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Only report what would change.
+    Check,
+    /// Pull and verify, do not deploy.
+    DownloadOnly,
+    /// Pull, verify and deploy (staged on a booted host).
+    Deploy,
+}
+
+/// What the caller asks for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// `Some(ref)` for a rebase onto another ref of the configured remote.
+    pub rebase_to: Option<String>,
+    pub mode: Mode,
+    pub network_retries: u32,
+}
+
+impl Request {
+    pub fn upgrade(mode: Mode) -> Self {
+        Self {
+            rebase_to: None,
+            mode,
+            network_retries: 5,
+        }
+    }
+
+    pub fn rebase(reference: &str, mode: Mode) -> Self {
+        Self {
+            rebase_to: Some(reference.to_string()),
+            ..Self::upgrade(mode)
+        }
+    }
+}
+
+/// The commit a deployment runs, as far as the report needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CommitSummary {
+    pub checksum: String,
+    pub version: Option<String>,
+    pub timestamp: u64,
+}
+
+impl From<&CommitInfo> for CommitSummary {
+    fn from(c: &CommitInfo) -> Self {
+        Self {
+            checksum: c.checksum.clone(),
+            version: c.version.clone(),
+            timestamp: c.timestamp,
+        }
+    }
+}
+
+/// Package changes between two commits' `keel.packages`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PackageDiff {
+    pub added: Vec<(String, String)>,
+    pub removed: Vec<(String, String)>,
+    /// `(name, old version, new version)`.
+    pub changed: Vec<(String, String, String)>,
+}
+
+/// The outcome of one run, rendered for humans or printed as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub remote: String,
+    pub reference: String,
+    pub rebase: bool,
+    pub mode: Mode,
+    pub current: Option<CommitSummary>,
+    /// The remote's commit for `reference`.
+    pub available: CommitSummary,
+    /// True when nothing needs doing: the reference (or staged) deployment already runs it.
+    pub up_to_date: bool,
+    /// The key that signed the new commit (base64), once verified.
+    pub signed_by: Option<String>,
+    pub packages: PackageDiff,
+    /// Bytes the static delta from the current commit would download, when the remote has one.
+    pub delta_size: Option<u64>,
+    pub pulled: Option<PullStats>,
+    pub deployed: bool,
+}
+
+/// Runs the pipeline on `host`. `on_progress` sees libostree's pull progress; cancelling
+/// `cancellable` (Ctrl-C) stops the pull, keeping what arrived for the next run.
+pub fn run(
+    host: &Host,
+    request: &Request,
+    on_progress: Box<dyn Fn(&PullProgress)>,
+    cancellable: &gio::Cancellable,
+) -> Result<Report> {
+    let root = host.config_root();
+    let remote = configured_remote(&root)?;
+    let reference = request
+        .rebase_to
+        .clone()
+        .unwrap_or_else(|| remote.reference.clone());
+    if reference.is_empty() || reference.contains(':') {
+        bail!("ref {reference:?} must be non-empty and without ':' (the remote comes from the config)");
+    }
+    let (trusted, revoked) = crate::keys::trusted_keys(&root)?;
+    let repo = host.repo();
+    let url = repo.remote_get_url(&remote.name).with_context(|| {
+        format!(
+            "the ostree remote {:?} is missing from the repo: run `keel remote add URL --ref REF --trusted-keys FILE`",
+            remote.name
+        )
+    })?;
+    let files = RemoteFiles::new(&url);
+
+    let current = current_commit(host)?;
+    let (summary, summary_sig) = files.summary().context("fetching the remote's summary")?;
+    verify::verify_summary(&summary, summary_sig.as_deref(), &trusted, &revoked)?;
+    let new_checksum = pull::resolve_ref(&files, &summary, &reference)?;
+
+    let staged = host.staged_deployment().map(|d| d.csum().to_string());
+    let running = current.as_ref().map(|c| c.checksum.as_str());
+    let up_to_date = request.rebase_to.is_none()
+        && (running == Some(new_checksum.as_str())
+            || staged.as_deref() == Some(new_checksum.as_str()));
+
+    let (bytes, detached) = files
+        .commit(&new_checksum)
+        .with_context(|| format!("fetching commit {new_checksum} of {reference}"))?;
+    let policy = Policy {
+        trusted: &trusted,
+        revoked: &revoked,
+        followed_ref: &reference,
+        not_older_than: current.as_ref().map(|c| c.timestamp),
+        allow_downgrade: false,
+    };
+    let verified = verify::verify_commit(&new_checksum, &bytes, detached.as_ref(), &policy)?;
+
+    let delta_size = match &current {
+        Some(c) if !up_to_date => files.delta_size(&c.checksum, &new_checksum).ok().flatten(),
+        _ => None,
+    };
+    let mut report = Report {
+        remote: remote.name.clone(),
+        reference: reference.clone(),
+        rebase: request.rebase_to.is_some(),
+        mode: request.mode,
+        current: current.as_ref().map(CommitSummary::from),
+        available: CommitSummary::from(&verified.info),
+        up_to_date,
+        signed_by: Some(verified.signed_by.to_base64()),
+        packages: package_diff(
+            current
+                .as_ref()
+                .map(|c| c.packages.as_slice())
+                .unwrap_or_default(),
+            &verified.info.packages,
+        ),
+        delta_size,
+        pulled: None,
+        deployed: false,
+    };
+    if up_to_date || request.mode == Mode::Check {
+        return Ok(report);
+    }
+
+    let pull_request = PullRequest {
+        remote: &remote.name,
+        reference: &reference,
+        checksum: &new_checksum,
+        network_retries: request.network_retries,
+    };
+    let stats = pull::pull_content(&repo, &pull_request, on_progress, cancellable)
+        .map_err(|e| explain_pull_error(e, &reference, &new_checksum))?;
+    report.pulled = Some(stats);
+    if request.mode == Mode::DownloadOnly {
+        return Ok(report);
+    }
+
+    let refspec = format!("{}:{}", remote.name, reference);
+    host.deploy(&new_checksum, &refspec, None)?;
+    report.deployed = true;
+    if request.rebase_to.is_some() {
+        follow_ref(host, &remote, &reference)?;
+    }
+    Ok(report)
+}
+
+/// The `[remote]` section, or an error saying how to configure one.
+fn configured_remote(root: &Path) -> Result<RemoteConfig> {
+    config::load(root)?.remote.with_context(|| {
+        format!(
+            "no remote configured under {}: run `keel remote add URL --ref REF --trusted-keys FILE`",
+            root.display()
+        )
+    })
+}
+
+/// The reference deployment's commit, read from the local repo.
+fn current_commit(host: &Host) -> Result<Option<CommitInfo>> {
+    let Some(deployment) = host.reference_deployment() else {
+        return Ok(None);
+    };
+    let checksum = deployment.csum().to_string();
+    let commit = host
+        .repo()
+        .load_variant(ostree::ObjectType::Commit, &checksum)
+        .with_context(|| format!("reading the running commit {checksum} from the local repo"))?;
+    Ok(Some(verify::parse_commit(
+        &checksum,
+        &commit.data_as_bytes(),
+    )?))
+}
+
+/// Records `reference` as the followed ref in the config drop-in `keel remote add` writes,
+/// under the config root of the new default deployment (or `/` on a booted host, whence the
+/// staged deployment's /etc merge carries it over).
+fn follow_ref(host: &Host, remote: &RemoteConfig, reference: &str) -> Result<()> {
+    host.reload()?;
+    let updated = RemoteConfig {
+        reference: reference.to_string(),
+        ..remote.clone()
+    };
+    let path = host.config_root().join(config::REMOTE_DROPIN);
+    let dir = path.parent().context("the drop-in path has a parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(".50-remote.toml.tmp");
+    std::fs::write(&tmp, config::remote_dropin(&updated)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Turns libostree's pull error into one that says what happened to the host and what to do.
+fn explain_pull_error(e: glib::Error, reference: &str, checksum: &str) -> anyhow::Error {
+    let hint = if e.matches(gio::IOErrorEnum::Cancelled) {
+        "interrupted; objects already fetched are kept, run the command again to resume"
+    } else if e.matches(gio::IOErrorEnum::NoSpace) || e.message().contains("No space left") {
+        "the disk is full; free space (e.g. `keel cleanup`) and run the command again"
+    } else {
+        "the remote may be unreachable or serving damaged files; run the command again later"
+    };
+    anyhow::anyhow!(
+        "pulling {checksum} for {reference} failed: {}; nothing was deployed and the ref did not move ({hint})",
+        e.message()
+    )
+}
+
+/// Added, removed and changed packages from `old` to `new` (each sorted by name or not).
+pub fn package_diff(old: &[(String, String)], new: &[(String, String)]) -> PackageDiff {
+    use std::collections::BTreeMap;
+    let old: BTreeMap<&str, &str> = old.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let new: BTreeMap<&str, &str> = new.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let mut diff = PackageDiff::default();
+    for (name, version) in &new {
+        match old.get(name) {
+            None => diff.added.push((name.to_string(), version.to_string())),
+            Some(was) if was != version => {
+                diff.changed
+                    .push((name.to_string(), was.to_string(), version.to_string()))
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, version) in &old {
+        if !new.contains_key(name) {
+            diff.removed.push((name.to_string(), version.to_string()));
+        }
+    }
+    diff
+}
+
+impl Report {
+    /// The human summary `keel upgrade` prints.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let version = |c: &CommitSummary| {
+            c.version
+                .clone()
+                .unwrap_or_else(|| c.checksum[..12.min(c.checksum.len())].to_string())
+        };
+        let target = format!("{}:{}", self.remote, self.reference);
+        if self.up_to_date {
+            let _ = writeln!(
+                out,
+                "Already up to date with {target} ({}).",
+                version(&self.available)
+            );
+            return out;
+        }
+        let from = self
+            .current
+            .as_ref()
+            .map(version)
+            .unwrap_or_else(|| "nothing".into());
+        let _ = writeln!(
+            out,
+            "{} {target}: {from} -> {} ({}, {})",
+            if self.rebase {
+                "Rebase to"
+            } else {
+                "Update on"
+            },
+            version(&self.available),
+            self.available.checksum,
+            verify::format_time(self.available.timestamp)
+        );
+        if let Some(key) = &self.signed_by {
+            let _ = writeln!(out, "  Signed by: {key}");
+        }
+        for (n, v) in &self.packages.added {
+            let _ = writeln!(out, "  + {n} {v}");
+        }
+        for (n, v) in &self.packages.removed {
+            let _ = writeln!(out, "  - {n} {v}");
+        }
+        for (n, a, b) in &self.packages.changed {
+            let _ = writeln!(out, "  ~ {n} {a} -> {b}");
+        }
+        match self.delta_size {
+            Some(size) => {
+                let _ = writeln!(out, "  Download: {} (static delta)", human_bytes(size));
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  Download: no static delta published; objects are fetched one by one"
+                );
+            }
+        }
+        if let Some(p) = &self.pulled {
+            let _ = writeln!(
+                out,
+                "  Pulled: {} in {:.1} s, {} objects, {}",
+                human_bytes(p.progress.bytes_transferred),
+                p.seconds,
+                p.progress.objects_fetched,
+                if p.used_delta {
+                    "through the static delta"
+                } else {
+                    "object by object"
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            match (self.mode, self.deployed) {
+                (Mode::Check, _) => "Run `keel upgrade` to download and deploy it.",
+                (Mode::DownloadOnly, _) =>
+                    "Downloaded and verified; run `keel upgrade` to deploy it.",
+                (Mode::Deploy, true) => "Deployed; it boots next.",
+                (Mode::Deploy, false) => "Not deployed.",
+            }
+        );
+        out
+    }
+}
+
+/// `1.2 MiB`-style sizes.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkgs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn package_diff_lists_added_removed_and_changed() {
+        let old = pkgs(&[("bash", "5.1"), ("curl", "7"), ("zsh", "5")]);
+        let new = pkgs(&[("bash", "5.2"), ("podman", "4.3"), ("zsh", "5")]);
+        let d = package_diff(&old, &new);
+        assert_eq!(d.added, pkgs(&[("podman", "4.3")]));
+        assert_eq!(d.removed, pkgs(&[("curl", "7")]));
+        assert_eq!(d.changed, vec![("bash".into(), "5.1".into(), "5.2".into())]);
+        assert_eq!(package_diff(&new, &new), PackageDiff::default());
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+
+    fn report() -> Report {
+        let commit = |c: &str, v: &str, t: u64| CommitSummary {
+            checksum: c.repeat(64),
+            version: Some(v.into()),
+            timestamp: t,
+        };
+        Report {
+            remote: "keel".into(),
+            reference: "os/stable".into(),
+            rebase: false,
+            mode: Mode::Check,
+            current: Some(commit("a", "1", 1_700_000_000)),
+            available: commit("b", "2", 1_700_086_400),
+            up_to_date: false,
+            signed_by: Some("KEY=".into()),
+            packages: package_diff(
+                &pkgs(&[("bash", "5.1")]),
+                &pkgs(&[("bash", "5.2"), ("jq", "1.6")]),
+            ),
+            delta_size: Some(7 * 1024),
+            pulled: None,
+            deployed: false,
+        }
+    }
+
+    #[test]
+    fn check_report_renders_versions_packages_and_download_size() {
+        let text = report().render();
+        let expected = format!(
+            "Update on keel:os/stable: 1 -> 2 ({}, 2023-11-15 22:13:20 UTC)\n  Signed by: KEY=\n  + jq 1.6\n  ~ bash 5.1 -> 5.2\n  Download: 7.0 KiB (static delta)\nRun `keel upgrade` to download and deploy it.\n",
+            "b".repeat(64)
+        );
+        assert_eq!(text, expected);
+        let mut r = report();
+        r.up_to_date = true;
+        assert_eq!(r.render(), "Already up to date with keel:os/stable (2).\n");
+    }
+}
