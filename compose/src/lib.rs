@@ -2,6 +2,7 @@
 //! Debian container host.
 #![forbid(unsafe_code)]
 
+pub mod apt;
 pub mod cli;
 pub mod commit;
 pub mod fetch;

@@ -1,6 +1,7 @@
 //! Fixtures shared by Keel's integration tests: loopback HTTP servers, tiny packages and
 //! repositories, the VM harness.
 
+pub mod aptrepo;
 pub mod deb;
 pub mod http;
 pub mod sysroot;

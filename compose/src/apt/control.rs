@@ -1,0 +1,147 @@
+//! deb822 / control-file paragraphs: `Key: value` fields, continuation lines that start with a
+//! space or tab, paragraphs separated by blank lines, `#` comment lines (as in `*.sources`).
+//! Used for `Packages`, `InRelease` bodies, `dpkg-deb -f` output and `*.sources` files.
+
+use thiserror::Error;
+
+/// One paragraph: fields in file order. Field names compare case-insensitively.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Paragraph {
+    fields: Vec<(String, String)>,
+}
+
+impl Paragraph {
+    /// The value of `name` (case-insensitive). Multi-line values keep their lines joined by
+    /// `\n`, with the leading space of each continuation line removed.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ControlError {
+    #[error("line {line}: continuation line before any field: {text:?}")]
+    OrphanContinuation { line: usize, text: String },
+    #[error("line {line}: expected `Field: value`, found {text:?}")]
+    NoColon { line: usize, text: String },
+}
+
+/// Parses every paragraph of `text`. Empty paragraphs (several blank lines) are skipped.
+pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
+    let mut out = Vec::new();
+    let mut current = Paragraph::default();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with(' ') || line.starts_with('\t') {
+            let Some((_, value)) = current.fields.last_mut() else {
+                return Err(ControlError::OrphanContinuation {
+                    line: index + 1,
+                    text: line.to_string(),
+                });
+            };
+            let rest = &line[1..];
+            value.push('\n');
+            // A lone "." stands for an empty line inside a multi-line value.
+            value.push_str(if rest.trim() == "." { "" } else { rest });
+            continue;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            return Err(ControlError::NoColon {
+                line: index + 1,
+                text: line.to_string(),
+            });
+        };
+        current
+            .fields
+            .push((key.trim().to_string(), value.trim().to_string()));
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, Vec<Vec<(&str, &str)>>)] = &[
+            ("", vec![]),
+            ("A: 1\n", vec![vec![("A", "1")]]),
+            (
+                "A: 1\nB:2\n\n\nC: 3",
+                vec![vec![("A", "1"), ("B", "2")], vec![("C", "3")]],
+            ),
+            (
+                "# comment\nTypes: deb\n# inner\nURIs: x\n",
+                vec![vec![("Types", "deb"), ("URIs", "x")]],
+            ),
+            (
+                "SHA256:\n abc 1 main/x\n def 2 main/y\n",
+                vec![vec![("SHA256", "\nabc 1 main/x\ndef 2 main/y")]],
+            ),
+            (
+                "D: short\n long\n .\n more\n",
+                vec![vec![("D", "short\nlong\n\nmore")]],
+            ),
+            (
+                "A: 1\r\n\r\nB: 2\r\n",
+                vec![vec![("A", "1")], vec![("B", "2")]],
+            ),
+            ("K: a: b\n", vec![vec![("K", "a: b")]]),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap();
+            let got: Vec<Vec<(&str, &str)>> = got.iter().map(|p| p.fields().collect()).collect();
+            assert_eq!(&got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_ignore_case() {
+        let p = parse("Package: a\nPre-Depends: b\n").unwrap().remove(0);
+        assert_eq!(p.get("package"), Some("a"));
+        assert_eq!(p.get("PRE-DEPENDS"), Some("b"));
+        assert_eq!(p.get("Depends"), None);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        assert_eq!(
+            parse(" orphan\n"),
+            Err(ControlError::OrphanContinuation {
+                line: 1,
+                text: " orphan".into()
+            })
+        );
+        assert_eq!(
+            parse("A: 1\nnocolon\n"),
+            Err(ControlError::NoColon {
+                line: 2,
+                text: "nocolon".into()
+            })
+        );
+    }
+}

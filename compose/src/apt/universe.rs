@@ -1,0 +1,374 @@
+//! Every package the resolver may choose from: the verified indices of the repositories plus
+//! the local `.deb` directories, for one architecture (and `all`).
+
+use super::control::{self, Paragraph};
+use super::relation::{self, Group, Relation};
+use super::sources::{LocalRepo, RepoSpec};
+use super::version::Version;
+use super::{cmd, download, index, progress, release, AptError};
+use crate::package::PackageSource;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One binary package as an index describes it, with its relations parsed.
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub name: String,
+    pub version: Version,
+    pub arch: String,
+    pub sha256: String,
+    pub size: u64,
+    pub source: PackageSource,
+    /// The repository's short name (`RepoSpec::name` / `LocalRepo::name`).
+    pub repo: String,
+    /// Where exactly it came from, for messages: `debian (bookworm main)`.
+    pub origin: String,
+    pub essential: bool,
+    pub priority: String,
+    pub pre_depends: Vec<Group>,
+    pub depends: Vec<Group>,
+    pub recommends: Vec<Group>,
+    /// Conflicts and Breaks, flattened (alternatives are not allowed there).
+    pub conflicts: Vec<Relation>,
+    /// Provided names with the provided version, if any (`Provides: foo (= 1.0)`).
+    pub provides: Vec<(String, Option<Version>)>,
+}
+
+/// The packages of all repositories, indexed by name and by provided name.
+#[derive(Debug, Default)]
+pub struct Universe {
+    arch: String,
+    packages: Vec<Package>,
+    by_name: HashMap<String, Vec<usize>>,
+    providers: HashMap<String, Vec<usize>>,
+    origins: Vec<String>,
+}
+
+impl Universe {
+    /// Builds the indexes. Of several packages with the same name, version and architecture
+    /// the first one listed is kept (repositories in the order given, local ones last).
+    pub fn new(arch: &str, packages: Vec<Package>) -> Self {
+        let mut universe = Universe {
+            arch: arch.to_string(),
+            ..Default::default()
+        };
+        for package in packages {
+            if package.arch != arch && package.arch != "all" {
+                continue;
+            }
+            let same = universe.by_name.get(&package.name).is_some_and(|ids| {
+                ids.iter()
+                    .any(|&i| universe.packages[i].version == package.version)
+            });
+            if same {
+                continue;
+            }
+            if !universe.origins.contains(&package.origin) {
+                universe.origins.push(package.origin.clone());
+            }
+            let id = universe.packages.len();
+            universe
+                .by_name
+                .entry(package.name.clone())
+                .or_default()
+                .push(id);
+            for (provided, _) in &package.provides {
+                universe
+                    .providers
+                    .entry(provided.clone())
+                    .or_default()
+                    .push(id);
+            }
+            universe.packages.push(package);
+        }
+        universe
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    pub fn packages(&self) -> &[Package] {
+        &self.packages
+    }
+
+    pub fn package(&self, id: usize) -> &Package {
+        &self.packages[id]
+    }
+
+    /// Ids of the real packages called `name`, in index order.
+    pub fn by_name(&self, name: &str) -> &[usize] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Ids of the packages that provide `name`.
+    pub fn providers(&self, name: &str) -> &[usize] {
+        self.providers.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The places packages came from, e.g. `debian (bookworm main)`, for messages.
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+}
+
+/// Turns one paragraph of an index (or `dpkg-deb -f` output) into a [`Package`].
+/// `source` is where the `.deb` is; for archive indices pass `None` to use
+/// `base_url/Filename`.
+pub fn package_from_paragraph(
+    p: &Paragraph,
+    base_url: &str,
+    repo: &str,
+    origin: &str,
+) -> Result<Package, String> {
+    let field = |name: &str| p.get(name).ok_or_else(|| format!("no {name}: field"));
+    let name = field("Package")?.to_string();
+    let in_pkg = |e: String| format!("package {name}: {e}");
+    let version: Version = field("Version")
+        .map_err(in_pkg)?
+        .parse()
+        .map_err(|e: super::version::VersionError| in_pkg(e.to_string()))?;
+    let relations = |f: &str| -> Result<Vec<Group>, String> {
+        relation::parse_field(p.get(f).unwrap_or_default())
+            .map_err(|e| format!("package {name}: {f}: {e}"))
+    };
+    let mut conflicts: Vec<Relation> = relations("Conflicts")?.into_iter().flatten().collect();
+    conflicts.extend(relations("Breaks")?.into_iter().flatten());
+    let provides = relations("Provides")?
+        .into_iter()
+        .flatten()
+        .map(|r| (r.name, r.constraint.map(|(_, v)| v)))
+        .collect();
+    let filename = field("Filename").map_err(in_pkg)?;
+    Ok(Package {
+        arch: field("Architecture").map_err(in_pkg)?.to_string(),
+        sha256: field("SHA256").map_err(in_pkg)?.to_ascii_lowercase(),
+        size: field("Size")
+            .map_err(in_pkg)?
+            .parse()
+            .map_err(|_| in_pkg("Size is not a number".into()))?,
+        source: PackageSource::Url(format!("{}/{}", base_url.trim_end_matches('/'), filename)),
+        repo: repo.to_string(),
+        origin: origin.to_string(),
+        essential: p
+            .get("Essential")
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        priority: p.get("Priority").unwrap_or("optional").to_string(),
+        pre_depends: relations("Pre-Depends")?,
+        depends: relations("Depends")?,
+        recommends: relations("Recommends")?,
+        conflicts,
+        provides,
+        version,
+        name,
+    })
+}
+
+/// Parses a whole `Packages` text; paragraphs that do not parse are skipped and their
+/// errors returned beside the packages (Debian's own tools skip them too).
+pub fn parse_packages(
+    text: &str,
+    base_url: &str,
+    repo: &str,
+    origin: &str,
+) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
+    let mut packages = Vec::new();
+    let mut skipped = Vec::new();
+    for p in control::parse(text)? {
+        match package_from_paragraph(&p, base_url, repo, origin) {
+            Ok(pkg) => packages.push(pkg),
+            Err(e) => skipped.push(e),
+        }
+    }
+    Ok((packages, skipped))
+}
+
+/// Loads the verified indices of `specs` for `arch` (and `all`) and the `.deb` files of
+/// `locals`. Index files are cached under `cachedir/apt/`; `InRelease` is always fetched
+/// anew, so a changed repository is always noticed.
+pub fn load(
+    specs: &[RepoSpec],
+    locals: &[LocalRepo],
+    arch: &str,
+    cachedir: &Path,
+) -> Result<Universe, AptError> {
+    let mut packages = Vec::new();
+    let total: usize = specs.iter().map(|s| s.suites.len()).sum();
+    let bar = progress::Bar::new(total as u64, "reading package indices");
+    for spec in specs {
+        if !spec.architectures.is_empty() && !spec.architectures.iter().any(|a| a == arch) {
+            continue;
+        }
+        for suite in &spec.suites {
+            bar.step(&format!("{} {suite}", spec.url));
+            let dists = format!("{}/dists/{suite}", spec.url.trim_end_matches('/'));
+            let release = fetch_release(spec, suite, &dists)?;
+            for component in &spec.components {
+                let origin = format!("{} ({suite} {component})", spec.name);
+                let text = index::packages_text(&dists, &release, component, arch, cachedir)?
+                    .ok_or_else(|| AptError::NoIndex {
+                        url: spec.url.clone(),
+                        suite: suite.clone(),
+                        file: format!("{component}/binary-{arch}/Packages"),
+                    })?;
+                let (found, _skipped) = parse_packages(&text, &spec.url, &spec.name, &origin)
+                    .map_err(|e| AptError::Parse {
+                        file: format!("{dists}/{component}/binary-{arch}/Packages"),
+                        detail: e.to_string(),
+                    })?;
+                packages.extend(found);
+            }
+        }
+    }
+    bar.finish();
+    for local in locals {
+        packages.extend(local_packages(local)?);
+    }
+    Ok(Universe::new(arch, packages))
+}
+
+/// `InRelease` of one suite, signature-checked and parsed.
+fn fetch_release(spec: &RepoSpec, suite: &str, dists: &str) -> Result<release::Release, AptError> {
+    let url = format!("{dists}/InRelease");
+    let signed = download::get(&url)?;
+    let bad_signature = |detail: String| AptError::BadSignature {
+        url: spec.url.clone(),
+        suite: suite.to_string(),
+        keyring: spec.keyring.clone(),
+        detail,
+    };
+    let text = release::verify(&signed, &spec.keyring).map_err(bad_signature)?;
+    let text = String::from_utf8(text).map_err(|e| AptError::Parse {
+        file: url.clone(),
+        detail: e.to_string(),
+    })?;
+    let parsed = release::parse(&text).map_err(|detail| AptError::Parse {
+        file: url.clone(),
+        detail,
+    })?;
+    if !parsed.is_for(suite) {
+        return Err(AptError::WrongSuite {
+            url,
+            suite: suite.to_string(),
+            found: parsed.codename.or(parsed.suite).unwrap_or_default(),
+        });
+    }
+    Ok(parsed)
+}
+
+/// The `.deb` files directly in a local repository directory, read with `dpkg-deb -f`.
+pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
+    let io = |source| AptError::Io {
+        path: local.path.clone(),
+        source,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&local.path)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let local_err = |detail: String| AptError::Local {
+            path: file.clone(),
+            detail,
+        };
+        let control = cmd::run(std::process::Command::new("dpkg-deb").arg("-f").arg(&file))
+            .map_err(|e| local_err(e.to_string()))?;
+        let bytes = std::fs::read(&file).map_err(|source| AptError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let mut text = String::from_utf8_lossy(&control).into_owned();
+        text.push_str(&format!(
+            "Filename: {}\nSHA256: {}\nSize: {}\n",
+            file.display(),
+            index::sha256_hex(&bytes),
+            bytes.len()
+        ));
+        let paragraph = control::parse(&text)
+            .map_err(|e| local_err(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| local_err("empty control file".into()))?;
+        let origin = format!("{} (local {})", local.name, local.path.display());
+        let mut package =
+            package_from_paragraph(&paragraph, "", &local.name, &origin).map_err(local_err)?;
+        package.source = PackageSource::Path(file.clone());
+        out.push(package);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = "\
+Package: a
+Version: 1.0
+Architecture: amd64
+Priority: required
+Essential: yes
+Pre-Depends: b (>= 2)
+Depends: c | d, e:any
+Breaks: f (<< 3)
+Conflicts: g
+Provides: virt (= 1.0), other
+Filename: pool/main/a/a_1.0_amd64.deb
+Size: 10
+SHA256: AB
+
+Package: a
+Version: 1.0
+Architecture: amd64
+Filename: pool/dup.deb
+Size: 1
+SHA256: cd
+
+Package: i386-only
+Version: 1
+Architecture: i386
+Filename: pool/x.deb
+Size: 1
+SHA256: ef
+
+Package: broken
+Version: not-a-version
+Architecture: all
+Filename: pool/y.deb
+Size: 1
+SHA256: 00
+";
+
+    #[test]
+    fn reads_an_index_into_a_universe() {
+        let (packages, skipped) =
+            parse_packages(INDEX, "http://m/debian/", "debian", "debian (s main)").unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("broken"), "{skipped:?}");
+        let u = Universe::new("amd64", packages);
+        assert_eq!(u.packages().len(), 1, "duplicate and foreign arch dropped");
+        let a = u.package(u.by_name("a")[0]);
+        assert_eq!(
+            a.source,
+            PackageSource::Url("http://m/debian/pool/main/a/a_1.0_amd64.deb".into())
+        );
+        assert_eq!(a.sha256, "ab");
+        assert!(a.essential);
+        assert_eq!(a.priority, "required");
+        assert_eq!(a.pre_depends.len(), 1);
+        assert_eq!(a.depends.len(), 2);
+        assert_eq!(a.depends[0].len(), 2);
+        assert_eq!(a.conflicts.len(), 2);
+        assert_eq!(u.providers("virt"), &[0]);
+        assert_eq!(u.providers("other"), &[0]);
+        assert_eq!(
+            a.provides[0].1.as_ref().map(|v| v.to_string()),
+            Some("1.0".into())
+        );
+        assert_eq!(u.origins(), ["debian (s main)"]);
+        assert!(u.by_name("nope").is_empty());
+    }
+}

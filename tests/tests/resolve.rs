@@ -1,0 +1,357 @@
+//! Repository loading and dependency resolution against signed apt repositories served on
+//! loopback: what gets chosen, and what the errors say.
+
+use keel_compose::apt::{self, AptError, DepsolveError, LocalRepo, RepoSpec, Request, Universe};
+use keel_compose::package::{PackageSource, ResolvedPackage};
+use keel_tests::aptrepo::{AptRepo, SigningKey};
+use keel_tests::deb::Deb;
+use keel_tests::http::FileServer;
+use std::path::Path;
+
+struct Fixture {
+    repo: AptRepo,
+    server: FileServer,
+    cache: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(debs: &[Deb]) -> Self {
+        let repo = AptRepo::new("keel").unwrap();
+        repo.add(debs).unwrap();
+        repo.publish().unwrap();
+        let server = FileServer::serve(&repo.root()).unwrap();
+        Self {
+            repo,
+            server,
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn spec(&self, keyring: &Path) -> RepoSpec {
+        RepoSpec {
+            name: "test".into(),
+            url: self.server.url().to_string(),
+            suites: vec!["keel".into()],
+            components: vec!["main".into()],
+            architectures: vec![],
+            keyring: keyring.to_path_buf(),
+        }
+    }
+
+    fn load(&self) -> Result<Universe, AptError> {
+        apt::load(
+            &[self.spec(self.repo.keyring())],
+            &[],
+            "amd64",
+            self.cache.path(),
+        )
+    }
+
+    fn resolve(&self, packages: &[&str]) -> Result<Vec<ResolvedPackage>, DepsolveError> {
+        apt::resolve(&self.load().unwrap(), &request(packages))
+    }
+}
+
+fn request(packages: &[&str]) -> Request {
+    Request {
+        packages: packages.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// `name=version` of each resolved package, sorted by name.
+fn chosen(packages: &[ResolvedPackage]) -> Vec<String> {
+    packages
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.version))
+        .collect()
+}
+
+#[test]
+fn version_constraints_pick_the_highest_matching_version() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1.0").depends("lib (>= 2), lib (<< 3~)"),
+        Deb::new("lib", "1.5"),
+        Deb::new("lib", "2.4"),
+        Deb::new("lib", "3.0"),
+    ]);
+    let got = f.resolve(&["app"]).unwrap();
+    assert_eq!(chosen(&got), ["app=1.0", "lib=2.4"]);
+    let app = &got[0];
+    assert_eq!(app.depends, ["lib"]);
+    assert_eq!(app.repo, "test");
+    assert_eq!(app.arch, "amd64");
+    assert_eq!(
+        app.source,
+        PackageSource::Url(format!("{}/pool/main/app_1.0_amd64.deb", f.server.url()))
+    );
+    let deb = std::fs::read(f.repo.root().join("pool/main/app_1.0_amd64.deb")).unwrap();
+    assert_eq!(app.size, deb.len() as u64);
+    assert_eq!(app.sha256, keel_compose::apt::index::sha256_hex(&deb));
+    // A pinned request takes exactly that version.
+    assert_eq!(chosen(&f.resolve(&["lib=1.5"]).unwrap()), ["lib=1.5"]);
+    assert_eq!(chosen(&f.resolve(&["lib"]).unwrap()), ["lib=3.0"]);
+}
+
+#[test]
+fn alternatives_prefer_the_first_satisfiable_one() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1").depends("missing | second | third"),
+        Deb::new("second", "1"),
+        Deb::new("third", "1"),
+        Deb::new("other", "1").depends("third | second"),
+    ]);
+    assert_eq!(chosen(&f.resolve(&["app"]).unwrap()), ["app=1", "second=1"]);
+    // Once `second` is installed anyway, `other`'s group is satisfied by it.
+    assert_eq!(
+        chosen(&f.resolve(&["second", "other"]).unwrap()),
+        ["other=1", "second=1"]
+    );
+}
+
+#[test]
+fn virtual_packages_are_satisfied_through_provides() {
+    let f = Fixture::new(&[
+        Deb::new("mailer", "1").depends("mail-transport-agent"),
+        Deb::new("postfix", "3").field("Provides", "mail-transport-agent"),
+        Deb::new("needs-versioned", "1").depends("libvirt-api (>= 2)"),
+        Deb::new("old-impl", "1").field("Provides", "libvirt-api (= 1)"),
+        Deb::new("new-impl", "1").field("Provides", "libvirt-api (= 2)"),
+        Deb::new("unversioned-impl", "9").field("Provides", "libvirt-api"),
+    ]);
+    let got = f.resolve(&["mailer"]).unwrap();
+    assert_eq!(chosen(&got), ["mailer=1", "postfix=3"]);
+    assert_eq!(
+        got[0].depends,
+        ["postfix"],
+        "the virtual name resolves to its provider"
+    );
+    assert_eq!(
+        chosen(&f.resolve(&["needs-versioned"]).unwrap()),
+        ["needs-versioned=1", "new-impl=1"]
+    );
+}
+
+#[test]
+fn conflicts_and_breaks_steer_the_choice() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1").depends("impl-a | impl-b, helper"),
+        Deb::new("impl-a", "1"),
+        Deb::new("impl-b", "1"),
+        Deb::new("helper", "1").field("Conflicts", "impl-a"),
+        Deb::new("tool", "1").depends("lib"),
+        Deb::new("lib", "1"),
+        Deb::new("lib", "2").field("Breaks", "tool (<< 2)"),
+    ]);
+    assert_eq!(
+        chosen(&f.resolve(&["app"]).unwrap()),
+        ["app=1", "helper=1", "impl-b=1"],
+        "Conflicts rule out the first alternative"
+    );
+    assert_eq!(
+        chosen(&f.resolve(&["tool"]).unwrap()),
+        ["lib=1", "tool=1"],
+        "Breaks rule out the newer lib"
+    );
+}
+
+#[test]
+fn pre_depends_are_hard_and_reported() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1")
+            .field("Pre-Depends", "early (>= 1)")
+            .depends("late"),
+        Deb::new("early", "1"),
+        Deb::new("late", "1"),
+    ]);
+    let got = f.resolve(&["app"]).unwrap();
+    assert_eq!(chosen(&got), ["app=1", "early=1", "late=1"]);
+    assert_eq!(got[0].pre_depends, ["early"]);
+    assert_eq!(got[0].depends, ["late"]);
+}
+
+#[test]
+fn essential_and_required_packages_are_always_installed() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1"),
+        Deb::new("base-files", "1")
+            .field("Essential", "yes")
+            .depends("base-dep"),
+        Deb::new("base-dep", "1"),
+        Deb::new("apt", "1").field("Priority", "required"),
+        Deb::new("nice", "1").field("Priority", "important"),
+    ]);
+    let got = f.resolve(&["app"]).unwrap();
+    assert_eq!(
+        chosen(&got),
+        ["app=1", "apt=1", "base-dep=1", "base-files=1"]
+    );
+    assert!(got[3].essential);
+    assert_eq!(got[1].priority, "required");
+}
+
+#[test]
+fn missing_package_error_names_it_and_the_repository() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    let e = f.resolve(&["nosuch"]).unwrap_err();
+    assert_eq!(e.to_string(), "nosuch: no such package in test (keel main)");
+}
+
+#[test]
+fn unsatisfiable_dependency_names_the_chain() {
+    let f = Fixture::new(&[
+        Deb::new("podman", "1").depends("conmon"),
+        Deb::new("conmon", "1").depends("libfoo (>= 2)"),
+        Deb::new("libfoo", "1"),
+        Deb::new("uses-ghost", "1").depends("ghost"),
+    ]);
+    let e = f.resolve(&["podman"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "podman -> conmon -> libfoo (>= 2): only libfoo 1 available in test (keel main)"
+    );
+    let e = f.resolve(&["uses-ghost"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "uses-ghost -> ghost: no such package in test (keel main)"
+    );
+}
+
+#[test]
+fn conflicting_request_names_both_packages() {
+    let f = Fixture::new(&[
+        Deb::new("left", "1").field("Conflicts", "right"),
+        Deb::new("right", "1"),
+    ]);
+    let e = f.resolve(&["left", "right"]).unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, DepsolveError::Conflict { .. }), "{text}");
+    assert!(text.starts_with("left 1 conflicts with right 1"), "{text}");
+}
+
+#[test]
+fn exclude_removes_candidates_and_names_who_needed_them() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1").depends("impl-a | impl-b"),
+        Deb::new("impl-a", "1"),
+        Deb::new("impl-b", "1"),
+        Deb::new("strict", "1").depends("impl-a"),
+    ]);
+    let universe = f.load().unwrap();
+    let mut req = request(&["app"]);
+    req.exclude = vec!["impl-a".into()];
+    assert_eq!(
+        chosen(&apt::resolve(&universe, &req).unwrap()),
+        ["app=1", "impl-b=1"]
+    );
+    req.packages = vec!["strict".into()];
+    let e = apt::resolve(&universe, &req).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "strict -> impl-a: impl-a is excluded by the request"
+    );
+}
+
+#[test]
+fn recommends_only_when_requested_and_only_if_installable() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1").field("Recommends", "extra, ghost"),
+        Deb::new("extra", "1").field("Recommends", "extra-extra"),
+        Deb::new("extra-extra", "1"),
+    ]);
+    let universe = f.load().unwrap();
+    let mut req = request(&["app"]);
+    assert_eq!(chosen(&apt::resolve(&universe, &req).unwrap()), ["app=1"]);
+    req.recommends = true;
+    assert_eq!(
+        chosen(&apt::resolve(&universe, &req).unwrap()),
+        ["app=1", "extra=1", "extra-extra=1"]
+    );
+}
+
+#[test]
+fn signature_by_another_key_fails_naming_the_repository() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    let intruder = SigningKey::generate("intruder").unwrap();
+    f.repo.publish_signed_by(&intruder).unwrap();
+    let e = f.load().unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, AptError::BadSignature { .. }), "{text}");
+    assert!(
+        text.contains(f.server.url()) && text.contains("suite keel"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&f.repo.keyring().display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("Signed-By"), "{text}");
+}
+
+#[test]
+fn armored_keyrings_verify_too() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    let asc = f.cache.path().join("key.asc");
+    f.repo.key().export(&asc, true).unwrap();
+    let universe = apt::load(&[f.spec(&asc)], &[], "amd64", f.cache.path()).unwrap();
+    assert_eq!(universe.packages().len(), 1);
+}
+
+#[test]
+fn tampered_packages_file_fails_naming_the_file_and_hashes() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    let gz = f.repo.index_dir().join("Packages.gz");
+    let mut bytes = std::fs::read(&gz).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&gz, &bytes).unwrap();
+    let e = f.load().unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, AptError::HashMismatch { .. }), "{text}");
+    assert!(
+        text.contains("/dists/keel/main/binary-amd64/Packages.gz"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&keel_compose::apt::index::sha256_hex(&bytes)),
+        "{text}"
+    );
+}
+
+#[test]
+fn unchanged_inrelease_reuses_cached_packages() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    f.load().unwrap();
+    f.server.reset_counters();
+    f.load().unwrap();
+    assert_eq!(f.server.requests(), ["/dists/keel/InRelease"]);
+    // A new publication changes InRelease and the index is fetched again.
+    f.repo.add(&[Deb::new("app", "2")]).unwrap();
+    f.repo.publish().unwrap();
+    f.server.reset_counters();
+    let universe = f.load().unwrap();
+    assert_eq!(universe.packages().len(), 2);
+    assert!(f.server.requests().iter().any(|r| r.contains("Packages")));
+}
+
+#[test]
+fn local_packages_win_only_with_a_higher_version() {
+    let f = Fixture::new(&[Deb::new("tool", "2.0"), Deb::new("other", "1.0")]);
+    let local_dir = tempfile::tempdir().unwrap();
+    Deb::new("tool", "2.1").build(local_dir.path()).unwrap();
+    Deb::new("other", "0.9").build(local_dir.path()).unwrap();
+    let local = LocalRepo {
+        name: "overlay".into(),
+        path: local_dir.path().to_path_buf(),
+    };
+    let spec = f.spec(f.repo.keyring());
+    let universe = apt::load(&[spec], &[local], "amd64", f.cache.path()).unwrap();
+    let got = apt::resolve(&universe, &request(&["tool", "other"])).unwrap();
+    assert_eq!(chosen(&got), ["other=1.0", "tool=2.1"]);
+    assert_eq!(got[1].repo, "overlay");
+    assert_eq!(
+        got[1].source,
+        PackageSource::Path(local_dir.path().join("tool_2.1_amd64.deb"))
+    );
+    assert_eq!(got[0].repo, "test");
+}
