@@ -360,3 +360,108 @@ fn show_group(group: &Group) -> String {
         .collect::<Vec<_>>()
         .join(" | ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apt::universe::parse_packages;
+
+    /// A universe from compact `Package;Version;extra fields` lines.
+    fn universe(lines: &[&str]) -> Universe {
+        let text: String = lines
+            .iter()
+            .map(|l| {
+                let mut parts = l.split(';');
+                let name = parts.next().unwrap();
+                let version = parts.next().unwrap();
+                let extra: String = parts.map(|f| format!("{f}\n")).collect();
+                format!(
+                    "Package: {name}\nVersion: {version}\nArchitecture: amd64\n{extra}\
+                     Filename: pool/{name}_{version}.deb\nSize: 1\nSHA256: 00\n\n"
+                )
+            })
+            .collect();
+        let (packages, skipped) = parse_packages(&text, "http://x", "r", "r (s main)").unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        Universe::new("amd64", packages)
+    }
+
+    fn names(u: &Universe, packages: &[&str]) -> Vec<String> {
+        let request = Request {
+            packages: packages.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        };
+        resolve(u, &request)
+            .unwrap()
+            .iter()
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect()
+    }
+
+    #[test]
+    fn a_package_may_conflict_with_what_it_provides() {
+        let u = universe(&[
+            "mta;1;Provides: mail-transport-agent;Conflicts: mail-transport-agent",
+            "app;1;Depends: mail-transport-agent",
+        ]);
+        assert_eq!(names(&u, &["app"]), ["app=1", "mta=1"]);
+    }
+
+    #[test]
+    fn two_providers_of_a_conflicted_virtual_cannot_coexist() {
+        let u = universe(&[
+            "mta-a;1;Provides: mta;Conflicts: mta",
+            "mta-b;1;Provides: mta;Conflicts: mta",
+        ]);
+        let request = Request {
+            packages: vec!["mta-a".into(), "mta-b".into()],
+            ..Default::default()
+        };
+        let e = resolve(&u, &request).unwrap_err();
+        assert!(matches!(e, DepsolveError::Conflict { .. }), "{e}");
+    }
+
+    #[test]
+    fn arch_qualifiers_and_restrictions() {
+        let u = universe(&[
+            "app;1;Depends: perl:any, helper [amd64], foreign-only [i386], lib:i386 | lib",
+            "perl;5",
+            "helper;1",
+            "lib;1",
+        ]);
+        assert_eq!(
+            names(&u, &["app"]),
+            ["app=1", "helper=1", "lib=1", "perl=5"]
+        );
+    }
+
+    #[test]
+    fn versioned_dependencies_skip_unversioned_provides() {
+        let u = universe(&[
+            "app;1;Depends: api (>= 2)",
+            "plain;1;Provides: api",
+            "versioned;1;Provides: api (= 2.1)",
+        ]);
+        assert_eq!(names(&u, &["app"]), ["app=1", "versioned=1"]);
+    }
+
+    #[test]
+    fn an_older_version_is_chosen_when_the_newest_cannot_be_installed() {
+        let u = universe(&["app;2;Depends: ghost", "app;1"]);
+        assert_eq!(names(&u, &["app"]), ["app=1"]);
+    }
+
+    #[test]
+    fn bad_request_items_are_named() {
+        let u = universe(&["app;1"]);
+        let request = Request {
+            packages: vec!["app=not a version".into()],
+            ..Default::default()
+        };
+        let e = resolve(&u, &request).unwrap_err();
+        assert!(
+            e.to_string().starts_with("request \"app=not a version\""),
+            "{e}"
+        );
+    }
+}

@@ -52,10 +52,23 @@ impl Universe {
             arch: arch.to_string(),
             ..Default::default()
         };
-        for package in packages {
+        for mut package in packages {
             if package.arch != arch && package.arch != "all" {
                 continue;
             }
+            // `[arch]` lists: an alternative for other architectures does not exist here,
+            // and a group left with none is no dependency at all.
+            for groups in [
+                &mut package.pre_depends,
+                &mut package.depends,
+                &mut package.recommends,
+            ] {
+                for group in groups.iter_mut() {
+                    group.retain(|r| r.applies_to(arch));
+                }
+                groups.retain(|g| !g.is_empty());
+            }
+            package.conflicts.retain(|r| r.applies_to(arch));
             let same = universe.by_name.get(&package.name).is_some_and(|ids| {
                 ids.iter()
                     .any(|&i| universe.packages[i].version == package.version)
