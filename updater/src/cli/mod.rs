@@ -1,0 +1,86 @@
+//! The `keel` command line: one module per verb, each with an `Args` struct (clap derive) and
+//! `pub fn run(args: Args, global: &Global) -> anyhow::Result<()>`.
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Keel's host agent: inspect and change the deployments of an image-based (ostree) host.
+///
+/// Every verb works on the booted host, or on a directory sysroot with `--sysroot DIR` (an
+/// image being prepared, or a test). Changes on a booted host are staged and take effect at
+/// the next boot; on a directory sysroot they are written directly. A failed command leaves
+/// the deployments as they were and says what to do.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every verb takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Operate on the ostree sysroot in DIR instead of the booted system (`/`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+}
+
+impl Global {
+    /// Opens the host these options name.
+    pub fn host(&self) -> anyhow::Result<crate::host::Host> {
+        crate::host::Host::open(self.sysroot.as_deref())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configure the remote updates come from and the keys that sign them.
+    #[command(subcommand)]
+    Remote(remote::Command),
+    Upgrade(upgrade::Args),
+    Rebase(rebase::Args),
+}
+
+/// Parses `args` (program name first), runs the verb, prints errors with their causes.
+pub fn run_from_iter<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Remote(cmd) => remote::run(cmd, global),
+        Command::Upgrade(args) => upgrade::run(args, global),
+        Command::Rebase(args) => rebase::run(args, global),
+    }
+}
+
+pub mod rebase;
+pub mod remote;
+pub mod upgrade;

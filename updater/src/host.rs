@@ -1,0 +1,341 @@
+//! Access to the ostree sysroot this agent manages: the booted host (`/`) or a directory
+//! sysroot (`--sysroot DIR`, for images and tests). Every change goes through libostree while
+//! holding the sysroot lock; the checks that make a change safe (the /etc plan) run first.
+
+use crate::etc_plan::{self, EtcPlan};
+use anyhow::{bail, Context, Result};
+use ostree::gio::{self, prelude::*};
+use ostree::glib;
+use std::path::{Path, PathBuf};
+
+/// The origin file key that pins a deployment to one commit of its ref (as rpm-ostree does):
+/// the refspec stays, so the next upgrade follows the ref again.
+pub const OVERRIDE_COMMIT: &str = "override-commit";
+
+pub struct Host {
+    sysroot: ostree::Sysroot,
+    path: PathBuf,
+    osname: String,
+    booted: bool,
+}
+
+/// Holds the sysroot lock; released on drop.
+struct Lock<'a>(&'a ostree::Sysroot);
+
+impl Drop for Lock<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
+}
+
+impl Host {
+    /// Loads the sysroot at `sysroot`, or the booted system's (`/`) when `None`.
+    pub fn open(sysroot: Option<&Path>) -> Result<Host> {
+        let path = sysroot.map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let handle = match sysroot {
+            None => ostree::Sysroot::new_default(),
+            Some(p) => ostree::Sysroot::new(Some(&gio::File::for_path(p))),
+        };
+        handle.load(gio::Cancellable::NONE).with_context(|| {
+            format!(
+                "loading the ostree sysroot at {}: is this an ostree system (or pass --sysroot DIR)?",
+                path.display()
+            )
+        })?;
+        let booted_deployment = handle.booted_deployment();
+        let booted = booted_deployment.is_some();
+        let osname = match booted_deployment.or_else(|| handle.deployments().into_iter().next()) {
+            Some(d) => d.osname().to_string(),
+            None => only_osname(&path)?,
+        };
+        Ok(Host {
+            sysroot: handle,
+            path,
+            osname,
+            booted,
+        })
+    }
+
+    /// Rereads deployments after a change.
+    pub fn reload(&self) -> Result<()> {
+        self.sysroot
+            .load(gio::Cancellable::NONE)
+            .with_context(|| format!("reloading the sysroot at {}", self.path.display()))
+    }
+
+    pub fn sysroot(&self) -> &ostree::Sysroot {
+        &self.sysroot
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn repo(&self) -> ostree::Repo {
+        self.sysroot.repo()
+    }
+
+    pub fn osname(&self) -> &str {
+        &self.osname
+    }
+
+    /// True when running on a host booted from this sysroot: changes are staged.
+    pub fn is_booted(&self) -> bool {
+        self.booted
+    }
+
+    /// This OS's deployments in boot order (a staged one first).
+    pub fn deployments(&self) -> Vec<ostree::Deployment> {
+        self.sysroot
+            .deployments()
+            .into_iter()
+            .filter(|d| d.osname() == self.osname)
+            .collect()
+    }
+
+    pub fn booted_deployment(&self) -> Option<ostree::Deployment> {
+        self.sysroot.booted_deployment()
+    }
+
+    pub fn staged_deployment(&self) -> Option<ostree::Deployment> {
+        self.sysroot.staged_deployment()
+    }
+
+    /// The deployment new commits are compared with: the booted one, else the default one.
+    pub fn reference_deployment(&self) -> Option<ostree::Deployment> {
+        self.booted_deployment()
+            .or_else(|| self.deployments().into_iter().find(|d| !d.is_staged()))
+    }
+
+    /// The checkout directory of `deployment`.
+    pub fn deployment_path(&self, deployment: &ostree::Deployment) -> PathBuf {
+        self.path
+            .join(self.sysroot.deployment_dirpath(deployment).as_str())
+    }
+
+    /// Root dir whose etc/keel and usr/lib/keel hold config: `/` on a booted host, else the
+    /// default deployment's checkout (the sysroot itself while it has none).
+    pub fn config_root(&self) -> PathBuf {
+        if self.booted {
+            return PathBuf::from("/");
+        }
+        match self.deployments().first() {
+            Some(d) => self.deployment_path(d),
+            None => self.path.clone(),
+        }
+    }
+
+    /// The origin refspec of `deployment` (`remote:ref` or `ref`), if it has one.
+    pub fn origin_refspec(deployment: &ostree::Deployment) -> Option<String> {
+        let origin = deployment.origin()?;
+        origin
+            .string("origin", "refspec")
+            .ok()
+            .map(|s| s.to_string())
+    }
+
+    /// The commit the origin pins with `override-commit`, if any.
+    pub fn origin_override(deployment: &ostree::Deployment) -> Option<String> {
+        let origin = deployment.origin()?;
+        origin
+            .string("origin", OVERRIDE_COMMIT)
+            .ok()
+            .map(|s| s.to_string())
+    }
+
+    /// Kernel arguments of `deployment`'s boot entry.
+    pub fn kargs(deployment: &ostree::Deployment) -> Vec<String> {
+        deployment
+            .bootconfig()
+            .and_then(|b| b.get("options"))
+            .map(|o| o.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    }
+
+    /// What the /etc merge will do when `commit` is deployed over the merge deployment.
+    pub fn etc_plan_for_commit(&self, commit: &str) -> Result<EtcPlan> {
+        let Some(merge) = self.sysroot.merge_deployment(Some(&self.osname)) else {
+            return Ok(EtcPlan::default());
+        };
+        let (root, _) = self
+            .repo()
+            .read_commit(commit, gio::Cancellable::NONE)
+            .with_context(|| format!("reading commit {commit}"))?;
+        let new_defaults = etc_plan::read_tree(&root.resolve_relative_path("usr/etc"))?;
+        self.etc_plan_against(&merge, &new_defaults)
+    }
+
+    /// The plan for the pending deployment (staged, or the default one when it is not the
+    /// booted one; on a directory sysroot the default one over the next) and whether the
+    /// merge already ran. `None` when nothing is pending.
+    pub fn pending_etc_plan(&self) -> Result<Option<(ostree::Deployment, EtcPlan, bool)>> {
+        let deployments = self.deployments();
+        let (pending, merge) = match (self.staged_deployment(), self.booted_deployment()) {
+            (Some(staged), Some(booted)) => (staged, booted),
+            (None, Some(booted)) => match deployments.first() {
+                Some(first) if !first.equal(&booted) => (first.clone(), booted),
+                _ => return Ok(None),
+            },
+            (_, None) => match deployments.as_slice() {
+                [first, second, ..] => (first.clone(), second.clone()),
+                _ => return Ok(None),
+            },
+        };
+        let applied = !pending.is_staged();
+        let new_defaults = etc_plan::read_tree(&gio::File::for_path(
+            self.deployment_path(&pending).join("usr/etc"),
+        ))?;
+        let plan = self.etc_plan_against(&merge, &new_defaults)?;
+        Ok(Some((pending, plan, applied)))
+    }
+
+    fn etc_plan_against(
+        &self,
+        merge: &ostree::Deployment,
+        new_defaults: &etc_plan::Tree,
+    ) -> Result<EtcPlan> {
+        let dir = self.deployment_path(merge);
+        let old_defaults = etc_plan::read_tree(&gio::File::for_path(dir.join("usr/etc")))?;
+        let local = etc_plan::read_tree(&gio::File::for_path(dir.join("etc")))?;
+        Ok(etc_plan::plan(&old_defaults, &local, new_defaults))
+    }
+
+    /// Deploys `checksum` with origin `refspec` ("remote:ref" or "ref"): staged on a booted host
+    /// (finalized at shutdown by ostree-finalize-staged.service), written directly otherwise.
+    /// libostree does the 3-way /etc merge; kargs stay those of the merge deployment unless
+    /// given. When `checksum` is not the ref's current commit the origin gets
+    /// `override-commit`, so the deployment stays on it but still follows the ref.
+    /// Refuses, before writing anything, when the /etc merge would conflict.
+    pub fn deploy(&self, checksum: &str, refspec: &str, kargs: Option<&[String]>) -> Result<()> {
+        let origin = self.sysroot.origin_new_from_refspec(refspec);
+        let head = self
+            .repo()
+            .resolve_rev(refspec, true)
+            .with_context(|| format!("resolving {refspec}"))?;
+        if head.as_deref() != Some(checksum) {
+            origin.set_string("origin", OVERRIDE_COMMIT, checksum);
+        }
+        self.deploy_with_origin(checksum, &origin, kargs)
+    }
+
+    /// [`Host::deploy`] with a ready origin (e.g. a copy of an existing deployment's).
+    pub fn deploy_with_origin(
+        &self,
+        checksum: &str,
+        origin: &glib::KeyFile,
+        kargs: Option<&[String]>,
+    ) -> Result<()> {
+        let _lock = self.lock()?;
+        self.reload()?;
+        let plan = self.etc_plan_for_commit(checksum)?;
+        if let Some(conflict) = plan.conflicts.first() {
+            bail!(
+                "not deploying {checksum}: the /etc merge would fail on /etc/{}: {} \
+                 (`keel etc plan --commit {checksum}` lists every conflict; nothing was changed)",
+                conflict.path,
+                conflict.reason
+            );
+        }
+        let merge = self.sysroot.merge_deployment(Some(&self.osname));
+        let kargs: Option<Vec<&str>> = kargs.map(|k| k.iter().map(String::as_str).collect());
+        let opts = ostree::SysrootDeployTreeOpts {
+            override_kernel_argv: kargs.as_deref(),
+            ..Default::default()
+        };
+        let what = format!("deploying {checksum} for {}", self.osname);
+        if self.booted {
+            self.sysroot
+                .stage_tree_with_options(
+                    Some(&self.osname),
+                    checksum,
+                    Some(origin),
+                    merge.as_ref(),
+                    &opts,
+                    gio::Cancellable::NONE,
+                )
+                .with_context(|| what.clone())?;
+        } else {
+            let new = self
+                .sysroot
+                .deploy_tree_with_options(
+                    Some(&self.osname),
+                    checksum,
+                    Some(origin),
+                    merge.as_ref(),
+                    Some(&opts),
+                    gio::Cancellable::NONE,
+                )
+                .with_context(|| what.clone())?;
+            self.sysroot
+                .simple_write_deployment(
+                    Some(&self.osname),
+                    &new,
+                    merge.as_ref(),
+                    ostree::SysrootSimpleWriteDeploymentFlags::NONE,
+                    gio::Cancellable::NONE,
+                )
+                .with_context(|| what.clone())?;
+        }
+        self.reload()
+    }
+
+    /// Writes a new deployment list (boot order), e.g. reordered for a rollback.
+    pub fn write_deployments(&self, deployments: &[ostree::Deployment]) -> Result<()> {
+        let _lock = self.lock()?;
+        self.sysroot
+            .write_deployments(deployments, gio::Cancellable::NONE)
+            .context("writing the deployment list")?;
+        self.reload()
+    }
+
+    pub fn set_pinned(&self, deployment: &ostree::Deployment, pinned: bool) -> Result<()> {
+        let _lock = self.lock()?;
+        self.sysroot
+            .deployment_set_pinned(deployment, pinned)
+            .with_context(|| format!("setting pinned={pinned} on {}", deployment.csum()))?;
+        self.reload()
+    }
+
+    /// Removes unreferenced deployment directories, boot files and repo objects.
+    pub fn cleanup(&self) -> Result<()> {
+        let _lock = self.lock()?;
+        self.sysroot
+            .cleanup(gio::Cancellable::NONE)
+            .context("cleaning up the sysroot (deployments, boot files, repo objects)")?;
+        self.reload()
+    }
+
+    fn lock(&self) -> Result<Lock<'_>> {
+        self.sysroot.lock().with_context(|| {
+            format!(
+                "locking the sysroot at {} (another keel or ostree command may be running)",
+                self.path.display()
+            )
+        })?;
+        Ok(Lock(&self.sysroot))
+    }
+}
+
+/// The one OS under `ostree/deploy`, for a sysroot with no deployment yet.
+fn only_osname(sysroot: &Path) -> Result<String> {
+    let dir = sysroot.join("ostree/deploy");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "{} has no OS: run `ostree admin os-init --sysroot ... NAME`",
+            dir.display()
+        ),
+        _ => bail!(
+            "{} has several OSes ({}) and no deployment to choose by",
+            dir.display(),
+            names.join(", ")
+        ),
+    }
+}
