@@ -9,6 +9,8 @@ pub mod fetch;
 pub mod install;
 pub mod ostreeify;
 pub mod package;
+pub mod passwd;
 pub mod pipeline;
 pub mod release;
 pub mod sandbox;
+pub mod treefile;

@@ -1,0 +1,195 @@
+//! The treefile: a TOML description of what goes into a host's tree (ref, repositories,
+//! packages, files, initramfs), in the spirit of rpm-ostree's treefile. `docs/treefile.md`
+//! describes every key.
+//!
+//! [`load`] parses each file (unknown keys and wrong types are errors with file and line),
+//! checks it on its own and resolves its relative paths ([`layer`]), follows `include`s
+//! depth-first (a cycle is an error naming the chain), merges the files ([`merge`]) and
+//! renders the result as canonical TOML with a hash over every input ([`canonical`]).
+
+mod canonical;
+mod error;
+mod layer;
+mod merge;
+mod raw;
+mod syntax;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use error::{Location, TreefileError};
+pub use merge::{
+    package_name, DEFAULT_INITRAMFS_COMPRESS, DEFAULT_INITRAMFS_DRIVERS, DEFAULT_INITRAMFS_MODULES,
+    DEFAULT_STATIC_DELTAS,
+};
+
+/// A loaded, merged and validated treefile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Treefile {
+    /// The top-level file as given to [`load`].
+    pub path: PathBuf,
+    /// Key `ref`: the ostree branch, e.g. `keel/bookworm/x86_64/host`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Key `automatic-version-prefix`, e.g. `<date:%Y%m%d>`.
+    pub automatic_version_prefix: Option<String>,
+    pub repos: Vec<Repo>,
+    /// `name` or `name=version`.
+    pub packages: Vec<String>,
+    pub exclude_packages: Vec<String>,
+    /// Install Recommends:; default false.
+    pub recommends: bool,
+    /// systemd units to enable.
+    pub units: Vec<String>,
+    pub default_target: Option<String>,
+    pub add_files: Vec<AddFile>,
+    /// Paths in the tree, relative to `/`.
+    pub remove_files: Vec<String>,
+    pub postprocess: Vec<Postprocess>,
+    pub initramfs: Initramfs,
+    pub passwd: PasswdPolicy,
+    /// Static deltas from the previous N commits of the ref; default 2.
+    pub static_deltas: u32,
+    /// The merged result as deterministic TOML.
+    pub canonical: String,
+    /// sha256 hex of `canonical` plus every add-files source's content.
+    pub hash: String,
+}
+
+/// Where packages come from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Repo {
+    /// `machine-sources = true`: the composing machine's deb822 apt sources.
+    Machine { name: String },
+    /// `url` with `suites`, `components`, `architectures` and `keyring`.
+    Apt(AptRepo),
+    /// `path`: a directory of .deb files (absolute after load).
+    Local { name: String, path: PathBuf },
+}
+
+impl Repo {
+    /// The repo's `name` key.
+    pub fn name(&self) -> &str {
+        match self {
+            Repo::Machine { name } | Repo::Local { name, .. } => name,
+            Repo::Apt(apt) => &apt.name,
+        }
+    }
+}
+
+/// An explicit apt repository.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AptRepo {
+    pub name: String,
+    /// Base URL without a trailing `/`.
+    pub url: String,
+    pub suites: Vec<String>,
+    /// Default `["main"]`.
+    pub components: Vec<String>,
+    /// Default: this machine's architecture in Debian's naming (`amd64` on x86_64).
+    pub architectures: Vec<String>,
+    /// OpenPGP keyring verifying the Release files (absolute after load).
+    pub keyring: PathBuf,
+}
+
+/// A file copied into the tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AddFile {
+    /// Absolute path on the composing machine.
+    pub source: PathBuf,
+    /// Absolute path in the tree.
+    pub dest: String,
+    pub mode: Option<u32>,
+}
+
+/// A script run in the tree after packages are installed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Postprocess {
+    pub name: String,
+    /// The script's text (a `file` is read at load time).
+    pub script: String,
+}
+
+/// dracut settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Initramfs {
+    pub modules: Vec<String>,
+    pub drivers: Vec<String>,
+    pub compress: String,
+}
+
+/// `[passwd]`: whether uids/gids may change between commits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PasswdPolicy {
+    pub check: bool,
+}
+
+/// Reads the treefile at `path`, follows its includes, merges and validates them.
+pub fn load(path: &Path) -> Result<Treefile, TreefileError> {
+    let mut layers = Vec::new();
+    collect(path, &mut Vec::new(), &mut layers)?;
+    let (mut treefile, contents) = merge::merge(path, layers)?;
+    let base = absolute_dir(path)?;
+    treefile.canonical = canonical::render(&treefile, &base);
+    let add_files: Vec<(&str, &[u8])> = treefile
+        .add_files
+        .iter()
+        .zip(&contents)
+        .map(|(add, content)| (add.dest.as_str(), content.as_slice()))
+        .collect();
+    treefile.hash = canonical::hash(&treefile.canonical, &add_files);
+    Ok(treefile)
+}
+
+/// Loads `file` and, before it, everything it includes (depth-first, in order), appending one
+/// layer per file to `layers`. `stack` holds the chain of including files (canonical path,
+/// displayed path) to detect cycles.
+fn collect(
+    file: &Path,
+    stack: &mut Vec<(PathBuf, PathBuf)>,
+    layers: &mut Vec<layer::Layer>,
+) -> Result<(), TreefileError> {
+    let read_error = |source| TreefileError::Read {
+        path: file.to_path_buf(),
+        source,
+    };
+    let real = std::fs::canonicalize(file).map_err(read_error)?;
+    if let Some(start) = stack.iter().position(|(seen, _)| *seen == real) {
+        let mut chain: Vec<PathBuf> = stack[start..]
+            .iter()
+            .map(|(_, shown)| shown.clone())
+            .collect();
+        chain.push(file.to_path_buf());
+        return Err(TreefileError::IncludeCycle { chain });
+    }
+    let source = std::fs::read_to_string(file).map_err(read_error)?;
+    let (includes, raw) = layer::parse(file, &source)?;
+    let shown_dir = file.parent().unwrap_or(Path::new(""));
+    stack.push((real.clone(), file.to_path_buf()));
+    for include in includes {
+        collect(&shown_dir.join(include), stack, layers)?;
+    }
+    stack.pop();
+    let dir = real.parent().unwrap_or(Path::new("/"));
+    layers.push(layer::resolve(file, dir, &source, raw)?);
+    Ok(())
+}
+
+/// The absolute directory holding `path` (symlinks resolved, like the paths in the layers).
+fn absolute_dir(path: &Path) -> Result<PathBuf, TreefileError> {
+    let real = std::fs::canonicalize(path).map_err(|source| TreefileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(real.parent().unwrap_or(Path::new("/")).to_path_buf())
+}
