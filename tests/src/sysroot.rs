@@ -29,7 +29,9 @@ impl TestSysroot {
         let dir = tempfile::Builder::new().prefix("keel-sysroot-").tempdir()?;
         let path = dir.path().join("sysroot");
         std::fs::create_dir(&path)?;
-        run(Command::new("ostree").args(["admin", "init-fs", "--modern"]).arg(&path))?;
+        run(Command::new("ostree")
+            .args(["admin", "init-fs", "--modern"])
+            .arg(&path))?;
         run(Command::new("ostree")
             .args(["admin", "os-init"])
             .arg(format!("--sysroot={}", path.display()))
@@ -121,7 +123,11 @@ impl Drop for TestSysroot {
     fn drop(&mut self) {
         if let Some(dir) = self.dir.take() {
             // Deployment roots are immutable (chattr +i); removal fails without this.
-            let _ = Command::new("chattr").arg("-R").arg("-i").arg(dir.path()).output();
+            let _ = Command::new("chattr")
+                .arg("-R")
+                .arg("-i")
+                .arg(dir.path())
+                .output();
             let _ = dir.close();
         }
     }
@@ -182,17 +188,24 @@ impl TreeBuilder {
 
     pub fn file_mode(mut self, path: &str, content: impl Into<Vec<u8>>, mode: u32) -> Self {
         let content = content.into();
-        self.files.push((path.trim_start_matches('/').into(), Entry::File { content, mode }));
+        self.files.push((
+            path.trim_start_matches('/').into(),
+            Entry::File { content, mode },
+        ));
         self
     }
 
     pub fn dir(mut self, path: &str) -> Self {
-        self.files.push((path.trim_start_matches('/').into(), Entry::Dir));
+        self.files
+            .push((path.trim_start_matches('/').into(), Entry::Dir));
         self
     }
 
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
-        self.files.push((path.trim_start_matches('/').into(), Entry::Symlink(target.into())));
+        self.files.push((
+            path.trim_start_matches('/').into(),
+            Entry::Symlink(target.into()),
+        ));
         self
     }
 
@@ -212,8 +225,14 @@ impl TreeBuilder {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let modules = dir.join("usr/lib/modules").join(&self.kernel_version);
         std::fs::create_dir_all(&modules)?;
-        std::fs::write(modules.join("vmlinuz"), format!("kernel {}\n", self.kernel_version))?;
-        std::fs::write(modules.join("initramfs.img"), format!("initramfs {}\n", self.version))?;
+        std::fs::write(
+            modules.join("vmlinuz"),
+            format!("kernel {}\n", self.kernel_version),
+        )?;
+        std::fs::write(
+            modules.join("initramfs.img"),
+            format!("initramfs {}\n", self.version),
+        )?;
         let etc = dir.join("usr/etc");
         std::fs::create_dir_all(&etc)?;
         std::fs::write(
@@ -276,7 +295,10 @@ impl TreeBuilder {
             .arg(format!("--subject=version {}", self.version))
             .arg(format!("--timestamp=@{timestamp}"))
             .arg(format!("--add-metadata-string=version={}", self.version))
-            .arg(format!("--add-metadata-string=ostree.linux={}", self.kernel_version))
+            .arg(format!(
+                "--add-metadata-string=ostree.linux={}",
+                self.kernel_version
+            ))
             .arg(format!("--add-metadata=keel.packages=@a(ss) [{packages}]"));
         for (key, value) in &self.metadata {
             cmd.arg(format!("--add-metadata={key}={value}"));
@@ -333,11 +355,21 @@ mod tests {
             .args(["show", "--print-metadata-key=keel.packages", &csum]))
         .unwrap();
         assert!(show.contains("('bash', '5.2')"), "{show}");
-        sysroot.deploy_cli("keel/stable", &["root=/dev/vda"]).unwrap();
+        sysroot
+            .deploy_cli("keel/stable", &["root=/dev/vda"])
+            .unwrap();
         let dirs = sysroot.deployment_dirs().unwrap();
         assert_eq!(dirs.len(), 1);
-        assert!(dirs[0].file_name().unwrap().to_str().unwrap().starts_with(&csum));
-        assert_eq!(std::fs::read_to_string(dirs[0].join("etc/motd")).unwrap(), "hi\n");
+        assert!(dirs[0]
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&csum));
+        assert_eq!(
+            std::fs::read_to_string(dirs[0].join("etc/motd")).unwrap(),
+            "hi\n"
+        );
         assert_eq!(sysroot.boot_entry_options().unwrap().len(), 1);
         assert!(sysroot.boot_entry_options().unwrap()[0].contains("root=/dev/vda"));
     }

@@ -8,5 +8,6 @@ pub mod etc_plan;
 pub mod host;
 pub mod keys;
 pub mod pull;
+pub mod status;
 pub mod upgrade;
 pub mod verify;

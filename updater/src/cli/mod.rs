@@ -38,6 +38,23 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show the deployments, what they run and what is pending.
+    Status(status::Args),
+    /// Deploy a version or commit already in the local repo (e.g. go back on purpose).
+    Deploy(deploy::Args),
+    /// Make the previous deployment boot next.
+    Rollback(rollback::Args),
+    /// Remove unneeded deployments and prune unused repo objects.
+    Cleanup(cleanup::Args),
+    /// Show or change kernel arguments (a new deployment carries the change).
+    Kargs(kargs::Args),
+    /// Keep a deployment through upgrades and cleanup.
+    Pin(pin::Args),
+    /// Release a pinned deployment.
+    Unpin(pin::Args),
+    /// Inspect the /etc merge.
+    #[command(subcommand)]
+    Etc(etc::Command),
     /// Configure the remote updates come from and the keys that sign them.
     #[command(subcommand)]
     Remote(remote::Command),
@@ -75,12 +92,27 @@ where
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
+        Command::Status(args) => status::run(args, global),
+        Command::Deploy(args) => deploy::run(args, global),
+        Command::Rollback(args) => rollback::run(args, global),
+        Command::Cleanup(args) => cleanup::run(args, global),
+        Command::Kargs(args) => kargs::run(args, global),
+        Command::Pin(args) => pin::run(args, global),
+        Command::Unpin(args) => pin::run_unpin(args, global),
+        Command::Etc(cmd) => etc::run(cmd, global),
         Command::Remote(cmd) => remote::run(cmd, global),
         Command::Upgrade(args) => upgrade::run(args, global),
         Command::Rebase(args) => rebase::run(args, global),
     }
 }
 
+pub mod cleanup;
+pub mod deploy;
+pub mod etc;
+pub mod kargs;
+pub mod pin;
 pub mod rebase;
 pub mod remote;
+pub mod rollback;
+pub mod status;
 pub mod upgrade;

@@ -1,0 +1,90 @@
+//! `keel rollback`: boot the previous deployment next.
+
+use crate::host::Host;
+use anyhow::{bail, Context, Result};
+
+/// Make the previous deployment the default one, so it boots next.
+///
+/// When the booted deployment is the default, the one after it (the rollback) moves to the
+/// front; when another deployment is pending (written but not booted yet), the booted one
+/// moves back to the front, cancelling it. The deployments stay; only their order changes
+/// (libostree rewrites the boot entries atomically). On a directory sysroot the first two
+/// swap. Refused while a deployment is staged.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Reboot right after (booted hosts only).
+    #[arg(long)]
+    pub reboot: bool,
+}
+
+pub fn run(args: Args, global: &super::Global) -> Result<()> {
+    let host = global.host()?;
+    let now_default = rollback(&host)?;
+    println!("{now_default} is now the default deployment");
+    if args.reboot {
+        if !host.is_booted() {
+            bail!(
+                "--reboot needs a booted host; {} is a directory sysroot",
+                host.path().display()
+            );
+        }
+        let status = std::process::Command::new("systemctl")
+            .arg("reboot")
+            .status()
+            .context("running `systemctl reboot`")?;
+        if !status.success() {
+            bail!(
+                "`systemctl reboot` failed ({status}); the rollback is in place for the next boot"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reorders the deployments; returns the checksum that boots next.
+pub fn rollback(host: &Host) -> Result<String> {
+    if let Some(staged) = host.staged_deployment() {
+        bail!(
+            "deployment {} is staged; reboot into it first, or discard it with \
+             `ostree admin undeploy 0`, then roll back",
+            staged.csum()
+        );
+    }
+    let deployments = host.sysroot().deployments();
+    let booted = host
+        .booted_deployment()
+        .and_then(|b| deployments.iter().position(|d| d.equal(&b)));
+    let order = rollback_order(deployments.len(), booted)?;
+    let reordered: Vec<ostree::Deployment> =
+        order.iter().map(|&i| deployments[i].clone()).collect();
+    host.write_deployments(&reordered)?;
+    Ok(reordered[0].csum().to_string())
+}
+
+/// The new boot order as indexes into the current one: the booted deployment back to the front
+/// when it is not the default, else the second one to the front.
+pub fn rollback_order(count: usize, booted: Option<usize>) -> Result<Vec<usize>> {
+    let first = match booted {
+        Some(b) if b > 0 => b,
+        _ if count >= 2 => 1,
+        _ => bail!("no previous deployment to roll back to (only {count})"),
+    };
+    Ok(std::iter::once(first)
+        .chain((0..count).filter(|&i| i != first))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_order_cases() {
+        assert_eq!(rollback_order(2, None).unwrap(), vec![1, 0]);
+        assert_eq!(rollback_order(3, Some(0)).unwrap(), vec![1, 0, 2]);
+        assert_eq!(rollback_order(3, Some(1)).unwrap(), vec![1, 0, 2]);
+        assert_eq!(rollback_order(4, Some(2)).unwrap(), vec![2, 0, 1, 3]);
+        assert!(rollback_order(1, Some(0)).is_err());
+        assert!(rollback_order(0, None).is_err());
+    }
+}
