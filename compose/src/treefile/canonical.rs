@@ -138,19 +138,28 @@ pub fn render(treefile: &Treefile, base: &Path) -> String {
     toml::to_string(&view).unwrap_or_else(|e| format!("# cannot render the treefile: {e}\n"))
 }
 
-/// sha256 hex over the canonical text, then each add-files entry's dest and content (length
-/// framed, so no two different inputs give the same byte stream). Postprocess files are
-/// already inlined in the canonical text as `script`.
-pub fn hash(canonical: &str, add_files: &[(&str, &[u8])]) -> String {
+/// What the hash covers of one add-files entry.
+pub struct HashedFile<'a> {
+    pub dest: &'a str,
+    /// The mode the file gets in the tree.
+    pub mode: u32,
+    pub content: &'a [u8],
+}
+
+/// sha256 hex over the canonical text, then each add-files entry's dest, mode and content
+/// (length framed, so no two different inputs give the same byte stream). Postprocess files
+/// are already inlined in the canonical text as `script`.
+pub fn hash(canonical: &str, add_files: &[HashedFile]) -> String {
     let mut hasher = Sha256::new();
     let mut frame = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(bytes);
     };
     frame(canonical.as_bytes());
-    for (dest, content) in add_files {
-        frame(dest.as_bytes());
-        frame(content);
+    for file in add_files {
+        frame(file.dest.as_bytes());
+        frame(&file.mode.to_le_bytes());
+        frame(file.content);
     }
     hex::encode(hasher.finalize())
 }
@@ -161,10 +170,16 @@ mod tests {
 
     #[test]
     fn hash_frames_its_inputs() {
-        let a = hash("x", &[("/a", b"bc")]);
-        let b = hash("x", &[("/ab", b"c")]);
-        assert_ne!(a, b);
-        assert_eq!(a, hash("x", &[("/a", b"bc")]));
+        let file = |dest, mode, content| HashedFile {
+            dest,
+            mode,
+            content,
+        };
+        let a = hash("x", &[file("/a", 0o644, b"bc")]);
+        assert_ne!(a, hash("x", &[file("/ab", 0o644, b"c")]));
+        assert_ne!(a, hash("x", &[file("/a", 0o755, b"bc")]));
+        assert_ne!(a, hash("y", &[file("/a", 0o644, b"bc")]));
+        assert_eq!(a, hash("x", &[file("/a", 0o644, b"bc")]));
         assert_eq!(a.len(), 64);
     }
 }

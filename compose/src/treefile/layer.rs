@@ -2,6 +2,7 @@
 //! against the file's directory, add-files sources and postprocess files read.
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use toml::Spanned;
@@ -11,10 +12,12 @@ use super::raw::{RawAddFile, RawPostprocess, RawRepo, RawTreefile};
 use super::syntax;
 use super::{AddFile, AptRepo, Postprocess, Repo};
 
-/// An add-files entry with the source's bytes, read at load time (they feed the hash).
+/// An add-files entry with what the compose will copy, read at load time (it feeds the hash).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedAddFile {
     pub file: AddFile,
+    /// The mode the file gets in the tree: `mode`, else the source's permission bits.
+    pub effective_mode: u32,
     pub content: Vec<u8>,
 }
 
@@ -360,7 +363,11 @@ impl Context<'_> {
             None => None,
         };
         let source = self.absolute(raw.source.get_ref());
-        let content = std::fs::read(&source).map_err(|e| {
+        let read = std::fs::read(&source).and_then(|content| {
+            let permissions = std::fs::metadata(&source)?.permissions();
+            Ok((content, permissions.mode() & 0o7777))
+        });
+        let (content, source_mode) = read.map_err(|e| {
             self.invalid(
                 &raw.source,
                 "add-files.source",
@@ -376,6 +383,7 @@ impl Context<'_> {
                 dest: raw.dest.into_inner(),
                 mode,
             },
+            effective_mode: mode.unwrap_or(source_mode),
             content,
         })
     }

@@ -36,9 +36,12 @@ pub const DEFAULT_INITRAMFS_DRIVERS: &[&str] = &[
 pub const DEFAULT_INITRAMFS_COMPRESS: &str = "cat";
 pub const DEFAULT_STATIC_DELTAS: u32 = 2;
 
-/// The merged treefile (with `canonical` and `hash` still empty) and the add-files contents,
-/// in the order of `add_files`.
-pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<Vec<u8>>), TreefileError> {
+/// The mode and the bytes an add-files entry puts into the tree.
+pub type FileData = (u32, Vec<u8>);
+
+/// The merged treefile (with `canonical` and `hash` still empty) and the add-files data, in
+/// the order of `add_files`.
+pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>), TreefileError> {
     let mut reference = None;
     let mut automatic_version_prefix = None;
     let mut repos: Vec<Repo> = Vec::new();
@@ -126,7 +129,10 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<Vec<u8>>),
         });
     }
 
-    let (add_files, contents) = add_files.into_iter().map(|a| (a.file, a.content)).unzip();
+    let (add_files, contents) = add_files
+        .into_iter()
+        .map(|a| (a.file, (a.effective_mode, a.content)))
+        .unzip();
     let to_strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
     let treefile = Treefile {
         path: top.to_path_buf(),

@@ -141,11 +141,15 @@ pub fn load(path: &Path) -> Result<Treefile, TreefileError> {
     let (mut treefile, contents) = merge::merge(path, layers)?;
     let base = absolute_dir(path)?;
     treefile.canonical = canonical::render(&treefile, &base);
-    let add_files: Vec<(&str, &[u8])> = treefile
+    let add_files: Vec<canonical::HashedFile> = treefile
         .add_files
         .iter()
         .zip(&contents)
-        .map(|(add, content)| (add.dest.as_str(), content.as_slice()))
+        .map(|(add, (mode, content))| canonical::HashedFile {
+            dest: &add.dest,
+            mode: *mode,
+            content,
+        })
         .collect();
     treefile.hash = canonical::hash(&treefile.canonical, &add_files);
     Ok(treefile)

@@ -526,6 +526,18 @@ fn hash_follows_add_files_content_not_checkout_location() {
     assert_ne!(v2.hash, v1.hash);
     assert_eq!(v2.canonical, v1.canonical);
 
+    // Without `mode`, the source's mode is what the tree gets, so it counts too.
+    let motd = first.path().join("files/motd");
+    let mut permissions = fs::metadata(&motd).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+    fs::set_permissions(&motd, permissions).unwrap();
+    let v2_private = load(&top).unwrap();
+    assert_ne!(v2_private.hash, v2.hash);
+    write(first.path(), "files/motd", "v1\n");
+    let mut permissions = fs::metadata(&motd).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+    fs::set_permissions(&motd, permissions).unwrap();
+
     let second = tempfile::tempdir().unwrap();
     write(second.path(), "files/motd", "v1\n");
     let moved = load(&write(second.path(), "tree.toml", &text)).unwrap();
