@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+pub mod image;
 pub mod keygen;
 pub mod sign;
 pub mod tree;
@@ -34,6 +35,8 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Verify a ref's commit and the summary against trusted keys.
     Verify(verify::VerifyArgs),
+    /// Build a bootable disk image (raw or qcow2) from a commit.
+    Image(image::ImageArgs),
 }
 
 /// Parses `args` (the program name first) and runs the chosen verb.
@@ -48,6 +51,7 @@ where
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Image(args) => image::run(args),
     }
 }
 
