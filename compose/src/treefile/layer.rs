@@ -116,11 +116,12 @@ pub fn resolve(
     }
     let mut names = HashSet::new();
     for repo in raw.repos.unwrap_or_default() {
+        let span = repo.span();
         let repo = cx.repo(repo)?;
         let name = repo.name().to_string();
         if !names.insert(name.clone()) {
             return Err(cx.invalid_at(
-                None,
+                Some(span.start),
                 "repos",
                 format!("two repos are named `{name}` in this file; give each its own name"),
             ));
@@ -157,8 +158,26 @@ pub fn resolve(
         layer.postprocess.push(step);
     }
     if let Some(initramfs) = raw.initramfs {
-        layer.initramfs_modules = initramfs.modules;
-        layer.initramfs_drivers = initramfs.drivers;
+        for (key, names, out) in [
+            (
+                "initramfs.modules",
+                initramfs.modules,
+                &mut layer.initramfs_modules,
+            ),
+            (
+                "initramfs.drivers",
+                initramfs.drivers,
+                &mut layer.initramfs_drivers,
+            ),
+        ] {
+            let Some(names) = names else { continue };
+            let mut list = Vec::new();
+            for name in names {
+                cx.check(&name, key, syntax::check_module_name)?;
+                list.push(name.into_inner());
+            }
+            *out = Some(list);
+        }
         if let Some(compress) = initramfs.compress {
             cx.check(&compress, "initramfs.compress", |c| {
                 match c.trim().is_empty() {

@@ -62,8 +62,8 @@ pub struct RawPostprocess {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawInitramfs {
-    pub modules: Option<Vec<String>>,
-    pub drivers: Option<Vec<String>>,
+    pub modules: Option<Vec<Spanned<String>>>,
+    pub drivers: Option<Vec<Spanned<String>>>,
     pub compress: Option<Spanned<String>>,
 }
 

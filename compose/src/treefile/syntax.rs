@@ -75,6 +75,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A dracut module or kernel module name: `[A-Za-z0-9_-]+`.
+pub fn check_module_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    {
+        return Err(format!(
+            "`{name}` is not a module name: use letters, digits, `_` and `-`, one name per entry"
+        ));
+    }
+    Ok(())
+}
+
 const UNIT_SUFFIXES: &[&str] = &[
     ".service",
     ".socket",
@@ -279,6 +293,19 @@ mod tests {
         ];
         for (input, mode) in cases {
             assert_eq!(parse_mode(input).ok(), mode, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn module_names() {
+        let cases = [
+            ("virtio_blk", true),
+            ("systemd-initrd", true),
+            ("", false),
+            ("a b", false),
+        ];
+        for (input, ok) in cases {
+            assert_eq!(check_module_name(input).is_ok(), ok, "{input:?}");
         }
     }
 

@@ -299,8 +299,9 @@ fn invalid_values_report_file_line_and_key() {
         ("[[repos]]\nname = \"d\"\nmachine-sources = true\nsuites = [\"a\"]\n", 1, "repos"),
         ("[[repos]]\nname = \"d\"\nurl = \"http://x\"\nsuites = [\"a\"]\n", 1, "repos"),
         ("[[repos]]\nname = \"d\"\nurl = \"ftp://x\"\n", 3, "repos.url"),
+        ("[initramfs]\nmodules = [\"base\",\n  \"ostree shutdown\"]\n", 3, "initramfs.modules"),
         ("[[repos]]\nname = \"d\"\npath = \"nowhere\"\n", 3, "repos.path"),
-        ("[[repos]]\nname = \"d\"\nmachine-sources = true\n[[repos]]\nname = \"d\"\nmachine-sources = true\n", 0, "repos"),
+        ("[[repos]]\nname = \"d\"\nmachine-sources = true\n[[repos]]\nname = \"d\"\nmachine-sources = true\n", 4, "repos"),
     ];
     for (text, line, key) in cases {
         let (_dir, result) = load_text(text);
@@ -310,8 +311,8 @@ fn invalid_values_report_file_line_and_key() {
                 key: got_key,
                 reason,
             } => {
-                let line = (line > 0).then_some(line);
-                assert_eq!((at.line, got_key.as_str()), (line, key), "{text}: {reason}");
+                let got = (at.line, got_key.as_str());
+                assert_eq!(got, (Some(line), key), "{text}: {reason}");
             }
             other => panic!("{text}: expected Invalid, got {other:?}"),
         }
@@ -582,4 +583,37 @@ fn shipped_debian_host_treefile_loads() {
         Some("multi-user.target")
     );
     assert_eq!(treefile.initramfs.compress, "cat");
+}
+
+#[test]
+fn a_treefile_elsewhere_can_include_the_shipped_one() {
+    // What the VM test does: the shipped host plus a local overlay repo and package.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../treefiles/debian-host.toml");
+    let shipped = fs::canonicalize(shipped).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    fs::create_dir_all(root.join("overlay")).unwrap();
+    let top = write(
+        &root,
+        "overlay.toml",
+        &format!(
+            "include = [{:?}]\npackages = [\"keel-test-overlay\"]\n\
+             [[repos]]\nname = \"overlay\"\npath = \"overlay\"\n",
+            shipped.display().to_string()
+        ),
+    );
+    let base = load(&shipped).unwrap();
+    let treefile = load(&top).unwrap();
+    assert_eq!(treefile.reference, base.reference);
+    assert_eq!(
+        treefile.packages.last().map(String::as_str),
+        Some("keel-test-overlay")
+    );
+    assert_eq!(treefile.packages.len(), base.packages.len() + 1);
+    assert_eq!(
+        treefile.repos.iter().map(Repo::name).collect::<Vec<_>>(),
+        ["debian", "overlay"]
+    );
+    assert_eq!(treefile.add_files, base.add_files);
+    assert_ne!(treefile.hash, base.hash);
 }
