@@ -144,7 +144,7 @@ impl RemoteFiles {
 /// The refs a remote's summary publishes, name -> commit checksum.
 pub fn summary_refs(summary: &[u8]) -> Result<BTreeMap<String, String>, String> {
     let ty = glib::VariantTy::new("(a(s(taya{sv}))a{sv})").map_err(|e| e.to_string())?;
-    let v = glib::Variant::from_data_with_type(summary.to_vec(), ty);
+    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(summary), ty);
     if !v.is_normal_form() {
         return Err("not in GVariant normal form".into());
     }
@@ -211,7 +211,7 @@ pub fn delta_dir(from: &str, to: &str) -> String {
 pub fn superblock_download_size(bytes: &[u8]) -> Result<u64, String> {
     let ty = glib::VariantTy::new("(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))")
         .map_err(|e| e.to_string())?;
-    let v = glib::Variant::from_data_with_type(bytes.to_vec(), ty);
+    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
     if !v.is_normal_form() {
         return Err("not in GVariant normal form".into());
     }

@@ -9,7 +9,7 @@
 use keel_common::keys::PublicKey;
 use keel_common::meta;
 use keel_common::sign::{self, SignError};
-use ostree::glib::{self, prelude::*};
+use ostree::glib;
 use sha2::{Digest, Sha256};
 
 /// GVariant type of a commit object: metadata, parent, related, subject, body, timestamp
@@ -85,7 +85,7 @@ pub fn parse_commit(checksum: &str, bytes: &[u8]) -> Result<CommitInfo, VerifyEr
         reason: reason.to_string(),
     };
     let ty = glib::VariantTy::new(COMMIT_TYPE).map_err(|_| malformed("bad type string"))?;
-    let commit = glib::Variant::from_data_with_type(bytes.to_vec(), ty);
+    let commit = glib::Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
     if !commit.is_normal_form() {
         return Err(malformed("not in GVariant normal form"));
     }
@@ -164,7 +164,7 @@ pub fn verify_summary(
         None => None,
         Some(bytes) => {
             let ty = glib::VariantTy::new("a{sv}").map_err(|_| VerifyError::SummarySigMalformed)?;
-            let v = glib::Variant::from_data_with_type(bytes.to_vec(), ty);
+            let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
             if !v.is_normal_form() {
                 return Err(VerifyError::SummarySigMalformed);
             }
@@ -187,6 +187,7 @@ pub fn format_time(seconds: u64) -> String {
 mod tests {
     use super::*;
     use keel_common::keys::SecretKey;
+    use ostree::glib::prelude::*;
 
     fn commit_bytes(timestamp: u64, binding: &[&str], version: &str) -> Vec<u8> {
         let dict = glib::VariantDict::new(None);
