@@ -102,7 +102,7 @@ pub fn fetch(
                 if result.is_err() {
                     failed.store(true, Ordering::SeqCst);
                 }
-                progress.set_message(format!("{}", packages[i].name));
+                progress.set_message(packages[i].name.clone());
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result);
                 }
@@ -183,9 +183,10 @@ fn fetch_one(
     let (temp, actual, url) = match &package.source {
         PackageSource::Path(path) => {
             let file = std::fs::File::open(path).map_err(io("opening", path))?;
-            let temp = tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
-            let (temp, actual) = copy_hashing(file, temp, progress)
-                .map_err(io("copying into the cache", path))?;
+            let temp =
+                tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
+            let (temp, actual) =
+                copy_hashing(file, temp, progress).map_err(io("copying into the cache", path))?;
             (temp, actual, path.display().to_string())
         }
         PackageSource::Url(url) => {
@@ -313,7 +314,9 @@ fn bump_count(progress: &ProgressBar) {
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

@@ -59,22 +59,27 @@ pub enum SandboxError {
     },
     #[error("{what}: the tree {} does not exist or is not a directory", root.display())]
     NoRoot { what: String, root: PathBuf },
-    #[error("{what}: `{command}` failed ({status}); last lines of its output:\n{tail}")]
-    Failed {
-        what: String,
-        command: String,
-        status: String,
-        /// The whole captured output, for callers that parse it (e.g. dpkg's error lines).
-        output: String,
-        tail: String,
-    },
+    #[error("{0}")]
+    Failed(Box<Failure>),
+}
+
+/// A command that ran in the sandbox and failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: `{command}` failed ({status}); last lines of its output:\n{tail}")]
+pub struct Failure {
+    pub what: String,
+    pub command: String,
+    pub status: String,
+    /// The whole captured output, for callers that parse it (e.g. dpkg's error lines).
+    pub output: String,
+    pub tail: String,
 }
 
 impl SandboxError {
     /// The command's whole captured output, when it ran and failed.
     pub fn output(&self) -> Option<&str> {
         match self {
-            SandboxError::Failed { output, .. } => Some(output),
+            SandboxError::Failed(failure) => Some(&failure.output),
             _ => None,
         }
     }
@@ -173,13 +178,13 @@ impl Sandbox {
         if status.success() {
             return Ok(output);
         }
-        Err(SandboxError::Failed {
+        Err(SandboxError::Failed(Box::new(Failure {
             what: what.to_string(),
             command: command_text,
             status: status.to_string(),
             tail: tail(&output, TAIL_LINES),
             output,
-        })
+        })))
     }
 
     fn bwrap_args(&self) -> Vec<String> {
@@ -203,11 +208,17 @@ impl Sandbox {
         if self.host_usr {
             args.extend(["--ro-bind".into(), "/usr".into(), "/usr".into()]);
         }
-        for a in ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"] {
+        for a in [
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        ] {
             args.push(a.into());
         }
         for (host, inside) in &self.ro_binds {
-            args.extend(["--ro-bind".into(), host.display().to_string(), inside.clone()]);
+            args.extend([
+                "--ro-bind".into(),
+                host.display().to_string(),
+                inside.clone(),
+            ]);
         }
         for cap in DROPPED_CAPS {
             args.extend(["--cap-drop".into(), cap.to_string()]);

@@ -47,7 +47,10 @@ pub fn unpack_data(deb: &Path, dest: &Path) -> Result<Vec<String>, String> {
         .wait()
         .map_err(|e| format!("waiting for dpkg-deb: {e}"))?;
     if !status.success() {
-        return Err(format!("dpkg-deb --fsys-tarfile failed: {}", dpkg_err.trim()));
+        return Err(format!(
+            "dpkg-deb --fsys-tarfile failed: {}",
+            dpkg_err.trim()
+        ));
     }
     if !tar.status.success() {
         return Err(format!(

@@ -155,7 +155,12 @@ pub fn install_with(
     if !plan.essential.is_empty() {
         let mut argv = dpkg(&["--install", "--force-depends"]);
         argv.extend(plan.essential.iter().map(|n| deb_of(n)));
-        run_dpkg(&sandbox, &argv, "installing the Essential set", &plan.essential)?;
+        run_dpkg(
+            &sandbox,
+            &argv,
+            "installing the Essential set",
+            &plan.essential,
+        )?;
     }
 
     let mut from_cache = Vec::new();
@@ -345,7 +350,10 @@ fn run_dpkg(
     })
 }
 
-fn check_all_installed(sandbox: &Sandbox, packages: &[ResolvedPackage]) -> Result<(), InstallError> {
+fn check_all_installed(
+    sandbox: &Sandbox,
+    packages: &[ResolvedPackage],
+) -> Result<(), InstallError> {
     let argv = [
         "dpkg-query",
         "--show",
@@ -361,7 +369,10 @@ fn check_all_installed(sandbox: &Sandbox, packages: &[ResolvedPackage]) -> Resul
         })?;
     let status = parse_status_abbrev(&out);
     for p in packages {
-        let got = status.get(p.name.as_str()).copied().unwrap_or("not in the database");
+        let got = status
+            .get(p.name.as_str())
+            .copied()
+            .unwrap_or("not in the database");
         if got.trim_end() != "ii" {
             return Err(InstallError::NotInstalled {
                 package: p.name.clone(),
@@ -394,11 +405,19 @@ mod tests {
 
     #[test]
     fn debs_in_one_directory_share_one_bind() {
-        let debs = [PathBuf::from("/c/a.deb"), PathBuf::from("/c/b.deb"), PathBuf::from("/d/c.deb")];
+        let debs = [
+            PathBuf::from("/c/a.deb"),
+            PathBuf::from("/c/b.deb"),
+            PathBuf::from("/d/c.deb"),
+        ];
         let (_, inside) = bind_debs(&Sandbox::new(Path::new("/t")), &debs);
         assert_eq!(
             inside,
-            vec!["/run/keel-debs/0/a.deb", "/run/keel-debs/0/b.deb", "/run/keel-debs/1/c.deb"]
+            vec![
+                "/run/keel-debs/0/a.deb",
+                "/run/keel-debs/0/b.deb",
+                "/run/keel-debs/1/c.deb"
+            ]
         );
     }
 

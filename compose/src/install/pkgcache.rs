@@ -156,8 +156,21 @@ impl PackageCache {
             .map_err(io("writing the file list"))?;
         let tree = format!("--tree=dir={}", staging.path().display());
         let branch = format!("--branch=pkgcache/{}", package.sha256);
-        let subject = format!("--subject={} {} {}", package.name, package.version, package.arch);
-        ostree(repo, &["commit", "--consume", "--no-bindings", &branch, &subject, &tree])?;
+        let subject = format!(
+            "--subject={} {} {}",
+            package.name, package.version, package.arch
+        );
+        ostree(
+            repo,
+            &[
+                "commit",
+                "--consume",
+                "--no-bindings",
+                &branch,
+                &subject,
+                &tree,
+            ],
+        )?;
         Ok(true)
     }
 
@@ -190,13 +203,16 @@ impl PackageCache {
         let listing = ostree(repo, &["cat", &rev, "/files.keel"])?;
         let members = parse_listing(&listing);
         let links = usr_links(&package.arch);
-        let diverted = read_or_empty(&admin.join("diversions")).map_err(io("reading diversions".into()))?;
-        let interests = read_or_empty(&admin.join("triggers/File")).map_err(io("reading file triggers".into()))?;
+        let diverted =
+            read_or_empty(&admin.join("diversions")).map_err(io("reading diversions".into()))?;
+        let interests = read_or_empty(&admin.join("triggers/File"))
+            .map_err(io("reading file triggers".into()))?;
         if !placeable(root, &members, &links, &diverted, &interests) {
             return Ok(false);
         }
 
-        let staging = tempfile::tempdir_in(repo).map_err(io("creating a staging directory".into()))?;
+        let staging =
+            tempfile::tempdir_in(repo).map_err(io("creating a staging directory".into()))?;
         let control = staging.path().join("control");
         let dest = control.display().to_string();
         ostree(repo, &["checkout", "--subpath=/control", &rev, &dest])?;
@@ -208,7 +224,14 @@ impl PackageCache {
         let root_text = root.display().to_string();
         ostree(
             repo,
-            &["checkout", "--union", "--force-copy", "--subpath=/data", &rev, &root_text],
+            &[
+                "checkout",
+                "--union",
+                "--force-copy",
+                "--subpath=/data",
+                &rev,
+                &root_text,
+            ],
         )?;
 
         let info_name = info_name(&fields, &package.name);
@@ -434,7 +457,10 @@ mod tests {
 
     #[test]
     fn multi_arch_same_packages_get_qualified_info_names() {
-        assert_eq!(info_name("Package: l\nMulti-Arch: same\nArchitecture: amd64\n", "l"), "l:amd64");
+        assert_eq!(
+            info_name("Package: l\nMulti-Arch: same\nArchitecture: amd64\n", "l"),
+            "l:amd64"
+        );
         assert_eq!(info_name("Package: l\nArchitecture: amd64\n", "l"), "l");
     }
 
@@ -458,17 +484,43 @@ mod tests {
         let members = |paths: &[(&str, bool)]| -> Vec<Member> {
             paths
                 .iter()
-                .map(|(p, d)| Member { path: p.to_string(), dir: *d })
+                .map(|(p, d)| Member {
+                    path: p.to_string(),
+                    dir: *d,
+                })
                 .collect()
         };
-        let ok = members(&[("/.", true), ("/usr", true), ("/usr/share/doc", true), ("/usr/share/new", false)]);
+        let ok = members(&[
+            ("/.", true),
+            ("/usr", true),
+            ("/usr/share/doc", true),
+            ("/usr/share/new", false),
+        ]);
         assert!(placeable(root.path(), &ok, LINKS, "", ""));
         let taken = members(&[("/usr/share/taken", false)]);
         assert!(!placeable(root.path(), &taken, LINKS, "", ""));
         let diverted = members(&[("/bin/x", false)]);
-        assert!(!placeable(root.path(), &diverted, LINKS, "/usr/bin/x\n/usr/bin/x.real\npkg\n", ""));
+        assert!(!placeable(
+            root.path(),
+            &diverted,
+            LINKS,
+            "/usr/bin/x\n/usr/bin/x.real\npkg\n",
+            ""
+        ));
         let man = members(&[("/usr/share/man/man1/x.1.gz", false)]);
-        assert!(!placeable(root.path(), &man, LINKS, "", "/usr/share/man man-db/noawait\n"));
-        assert!(placeable(root.path(), &man, LINKS, "", "/usr/share/mandrake other\n"));
+        assert!(!placeable(
+            root.path(),
+            &man,
+            LINKS,
+            "",
+            "/usr/share/man man-db/noawait\n"
+        ));
+        assert!(placeable(
+            root.path(),
+            &man,
+            LINKS,
+            "",
+            "/usr/share/mandrake other\n"
+        ));
     }
 }
