@@ -156,9 +156,26 @@ pub fn from_toml(file: &Path, source: &str, err: &toml::de::Error) -> TreefileEr
         .any(|p| message.starts_with(p));
     if type_error {
         let key = key_here.map(|k| dotted(&k)).or(table).unwrap_or_default();
+        let message = in_toml_words(&message);
         return TreefileError::WrongType { at, key, message };
     }
     TreefileError::Syntax { at, message }
+}
+
+/// serde's type names in the words of TOML: a sequence is a list, a map or struct a table.
+fn in_toml_words(message: &str) -> String {
+    let message = match message.find("expected struct ") {
+        Some(index) => format!("{}expected a table", &message[..index]),
+        None => message.to_string(),
+    };
+    [
+        ("invalid type: sequence", "invalid type: list"),
+        ("invalid type: map", "invalid type: table"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a table"),
+    ]
+    .iter()
+    .fold(message, |m, (from, to)| m.replace(from, to))
 }
 
 /// The table header and the key governing byte `offset`, found by scanning back from its line:
@@ -245,6 +262,27 @@ mod tests {
         ];
         for (typo, expected) in cases {
             assert_eq!(closest(typo, &keys), expected, "{typo}");
+        }
+    }
+
+    #[test]
+    fn type_messages_use_toml_words() {
+        let cases = [
+            (
+                "invalid type: map, expected a sequence",
+                "invalid type: table, expected a list",
+            ),
+            (
+                "invalid type: sequence, expected struct RawPasswd",
+                "invalid type: list, expected a table",
+            ),
+            (
+                "invalid type: string \"map\", expected a boolean",
+                "invalid type: string \"map\", expected a boolean",
+            ),
+        ];
+        for (serde, toml) in cases {
+            assert_eq!(in_toml_words(serde), toml);
         }
     }
 
