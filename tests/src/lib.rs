@@ -5,3 +5,4 @@ pub mod aptrepo;
 pub mod deb;
 pub mod http;
 pub mod sysroot;
+pub mod vm;
