@@ -87,7 +87,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, Vec<Vec<(&str, &str)>>)] = &[
+        type Fields<'a> = Vec<Vec<(&'a str, &'a str)>>;
+        let cases: &[(&str, Fields)] = &[
             ("", vec![]),
             ("A: 1\n", vec![vec![("A", "1")]]),
             (
