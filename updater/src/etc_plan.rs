@@ -257,14 +257,28 @@ fn walk(dir: &gio::File, prefix: &str, tree: &mut Tree) -> Result<()> {
 }
 
 fn hash_content(file: &gio::File) -> Result<String> {
-    let stream = file.read(gio::Cancellable::NONE)?;
     let mut hasher = Sha256::new();
-    loop {
-        let chunk = stream.read_bytes(64 * 1024, gio::Cancellable::NONE)?;
-        if chunk.is_empty() {
-            break;
+    if let Some(repo_file) = file.downcast_ref::<ostree::RepoFile>() {
+        // A commit's file: read its content object (gio's read() on it would hand back a
+        // stream that is not a GFileInputStream).
+        repo_file.ensure_resolved()?;
+        let (stream, _, _) = repo_file
+            .repo()
+            .load_file(&repo_file.checksum(), gio::Cancellable::NONE)?;
+        if let Some(stream) = stream {
+            loop {
+                let chunk = stream.read_bytes(64 * 1024, gio::Cancellable::NONE)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                hasher.update(&chunk);
+            }
         }
-        hasher.update(&chunk);
+    } else if let Some(path) = file.path() {
+        hasher.update(std::fs::read(&path)?);
+    } else {
+        let (content, _) = file.load_contents(gio::Cancellable::NONE)?;
+        hasher.update(&content);
     }
     Ok(hex::encode(hasher.finalize()))
 }

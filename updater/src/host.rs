@@ -143,12 +143,18 @@ impl Host {
             .map(|s| s.to_string())
     }
 
-    /// Kernel arguments of `deployment`'s boot entry.
+    /// Kernel arguments of `deployment`'s boot entry, without the `ostree=` one libostree
+    /// manages (it points at the deployment and changes with every deploy).
     pub fn kargs(deployment: &ostree::Deployment) -> Vec<String> {
         deployment
             .bootconfig()
             .and_then(|b| b.get("options"))
-            .map(|o| o.split_whitespace().map(String::from).collect())
+            .map(|o| {
+                o.split_whitespace()
+                    .filter(|a| !a.starts_with("ostree="))
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
