@@ -51,13 +51,16 @@ impl SecretKey {
 
     fn parse_line(line: usize, b64: &str) -> Result<Self, KeyError> {
         let bytes = decode(line, b64)?;
-        let bytes: [u8; 64] = bytes.try_into().map_err(|b: Vec<u8>| KeyError::WrongLength {
-            line,
-            what: "secret",
-            want: 64,
-            got: b.len(),
-        })?;
-        let key = SigningKey::from_keypair_bytes(&bytes).map_err(|_| KeyError::Mismatched { line })?;
+        let bytes: [u8; 64] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| KeyError::WrongLength {
+                line,
+                what: "secret",
+                want: 64,
+                got: b.len(),
+            })?;
+        let key =
+            SigningKey::from_keypair_bytes(&bytes).map_err(|_| KeyError::Mismatched { line })?;
         Ok(Self(key))
     }
 
@@ -84,17 +87,21 @@ impl std::fmt::Debug for SecretKey {
 impl PublicKey {
     /// Reads every key of a public key file (trusted or revoked list).
     pub fn parse_file(text: &str) -> Result<Vec<Self>, KeyError> {
-        key_lines(text).map(|(line, b64)| Self::parse_line(line, b64)).collect()
+        key_lines(text)
+            .map(|(line, b64)| Self::parse_line(line, b64))
+            .collect()
     }
 
     pub fn parse_line(line: usize, b64: &str) -> Result<Self, KeyError> {
         let bytes = decode(line, b64)?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| KeyError::WrongLength {
-            line,
-            what: "public",
-            want: 32,
-            got: b.len(),
-        })?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| KeyError::WrongLength {
+                line,
+                what: "public",
+                want: 32,
+                got: b.len(),
+            })?;
         VerifyingKey::from_bytes(&bytes)
             .map(Self)
             .map_err(|_| KeyError::InvalidPoint { line })
@@ -179,6 +186,9 @@ mod tests {
 
     #[test]
     fn empty_secret_key_file_is_an_error() {
-        assert_eq!(SecretKey::parse_file("# nothing\n").unwrap_err(), KeyError::Empty);
+        assert_eq!(
+            SecretKey::parse_file("# nothing\n").unwrap_err(),
+            KeyError::Empty
+        );
     }
 }

@@ -68,7 +68,9 @@ pub fn signatures(detached: &glib::Variant) -> Result<Vec<Vec<u8>>, SignError> {
         });
     }
     let dict = glib::VariantDict::new(Some(detached));
-    let value = dict.lookup_value(ED25519_KEY, None).ok_or(SignError::Unsigned)?;
+    let value = dict
+        .lookup_value(ED25519_KEY, None)
+        .ok_or(SignError::Unsigned)?;
     if value.type_().as_str() != ED25519_TYPE {
         return Err(SignError::WrongType {
             found: value.type_().to_string(),
@@ -145,7 +147,10 @@ mod tests {
     fn a_signature_verifies_only_its_own_data() {
         let k = key();
         let d = add_signature(None, &sign(&k, b"commit A")).unwrap();
-        assert_eq!(verify(b"commit A", Some(&d), &[k.public()], &[]), Ok(k.public()));
+        assert_eq!(
+            verify(b"commit A", Some(&d), &[k.public()], &[]),
+            Ok(k.public())
+        );
         // The same signature transplanted onto another commit's bytes.
         assert_eq!(
             verify(b"commit B", Some(&d), &[k.public()], &[]),
@@ -165,9 +170,23 @@ mod tests {
         let d = add_signature(Some(&d), &sign(&k, b"x")).unwrap();
         assert_eq!(d.type_().as_str(), "a{sv}");
         let lookup = glib::VariantDict::new(Some(&d));
-        assert_eq!(lookup.lookup_value(ED25519_KEY, None).unwrap().type_().as_str(), "aay");
-        assert_eq!(lookup.lookup::<String>("other").unwrap().as_deref(), Some("kept"));
-        assert_eq!(signatures(&d).unwrap().len(), 1, "same signature not added twice");
+        assert_eq!(
+            lookup
+                .lookup_value(ED25519_KEY, None)
+                .unwrap()
+                .type_()
+                .as_str(),
+            "aay"
+        );
+        assert_eq!(
+            lookup.lookup::<String>("other").unwrap().as_deref(),
+            Some("kept")
+        );
+        assert_eq!(
+            signatures(&d).unwrap().len(),
+            1,
+            "same signature not added twice"
+        );
     }
 
     #[test]
@@ -184,7 +203,10 @@ mod tests {
                 key: signer.public().to_base64()
             })
         );
-        assert_eq!(verify(b"c", Some(&d), &[], &[]), Err(SignError::NoTrustedKeys));
+        assert_eq!(
+            verify(b"c", Some(&d), &[], &[]),
+            Err(SignError::NoTrustedKeys)
+        );
     }
 
     #[test]
@@ -200,7 +222,10 @@ mod tests {
             })
         ));
         list.push(sign(&k, b"c").to_vec());
-        assert_eq!(verify_signatures(b"c", &list, &[k.public()], &[]), Ok(k.public()));
+        assert_eq!(
+            verify_signatures(b"c", &list, &[k.public()], &[]),
+            Ok(k.public())
+        );
     }
 
     #[test]
@@ -215,7 +240,13 @@ mod tests {
             signatures(&42u32.to_variant()),
             Err(SignError::NotADict { found: "u".into() })
         );
-        assert_eq!(signatures(&glib::VariantDict::new(None).end()), Err(SignError::Unsigned));
-        assert_eq!(verify(b"c", None, &[key().public()], &[]), Err(SignError::Unsigned));
+        assert_eq!(
+            signatures(&glib::VariantDict::new(None).end()),
+            Err(SignError::Unsigned)
+        );
+        assert_eq!(
+            verify(b"c", None, &[key().public()], &[]),
+            Err(SignError::Unsigned)
+        );
     }
 }
