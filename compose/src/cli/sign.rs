@@ -34,7 +34,11 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {} in {}", args.reference, args.repo.display()))?
         .with_context(|| format!("no ref {} in {}", args.reference, args.repo.display()))?;
     signing::sign_commit(&repo, &commit, &key)?;
-    eprintln!("signed commit {commit} ({}) with key {}", args.reference, key.public());
+    eprintln!(
+        "signed commit {commit} ({}) with key {}",
+        args.reference,
+        key.public()
+    );
     if args.repo.join("summary").exists() {
         signing::sign_summary(&args.repo, &key, false)?;
         eprintln!("signed summary of {}", args.repo.display());

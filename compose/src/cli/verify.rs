@@ -54,7 +54,10 @@ pub(crate) fn open_repo(path: &Path) -> anyhow::Result<ostree::Repo> {
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let report = verify(&args)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serializing the report")?
+        );
     } else {
         println!(
             "commit {} ({}): signed by trusted key {}\nsummary: signed by trusted key {}",

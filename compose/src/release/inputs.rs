@@ -11,10 +11,19 @@ use sha2::{Digest, Sha256};
 pub const COMPOSER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The input hash as lowercase hex. The package order does not matter.
-pub fn input_hash(treefile_hash: &str, packages: &[ResolvedPackage], composer_version: &str) -> String {
+pub fn input_hash(
+    treefile_hash: &str,
+    packages: &[ResolvedPackage],
+    composer_version: &str,
+) -> String {
     let mut lines: Vec<String> = packages
         .iter()
-        .map(|p| format!("package\t{}\t{}\t{}\t{}\n", p.name, p.version, p.arch, p.sha256))
+        .map(|p| {
+            format!(
+                "package\t{}\t{}\t{}\t{}\n",
+                p.name, p.version, p.arch, p.sha256
+            )
+        })
         .collect();
     lines.sort();
     let mut h = Sha256::new();
@@ -83,7 +92,11 @@ mod tests {
         let base = input_hash("t", &set, "0.1.0");
         assert_eq!(base.len(), 64);
         let reversed: Vec<_> = set.iter().rev().cloned().collect();
-        assert_eq!(input_hash("t", &reversed, "0.1.0"), base, "order must not matter");
+        assert_eq!(
+            input_hash("t", &reversed, "0.1.0"),
+            base,
+            "order must not matter"
+        );
 
         let changed = [
             input_hash("t2", &set, "0.1.0"),

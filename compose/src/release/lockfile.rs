@@ -39,9 +39,15 @@ pub struct LockedPackage {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("lockfile {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("lockfile {path}: not a Keel lockfile: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("lockfile {path}: format {found} is not supported (this Keel writes format {FORMAT})")]
     Format { path: PathBuf, found: u32 },
     #[error("lockfile {path}: package {name} is listed twice")]
@@ -69,7 +75,10 @@ pub enum LockError {
         found: String,
     },
     #[error("writing lockfile {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Lockfile {
@@ -201,7 +210,10 @@ impl Lockfile {
 /// `<repo's parent>/<ref with '/' replaced by '-'>.lock.json`.
 pub fn default_path(repo: &Path, reference: &str) -> PathBuf {
     let repo = std::path::absolute(repo).unwrap_or_else(|_| repo.to_path_buf());
-    let parent = repo.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let parent = repo
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     parent.join(format!("{}.lock.json", reference.replace('/', "-")))
 }
 
@@ -230,14 +242,24 @@ mod tests {
         let mut local = pkg("zz-local", "1.0", "cc");
         local.source = PackageSource::Path("/srv/overlay/zz.deb".into());
         local.repo = "overlay".into();
-        let lock = Lockfile::from_resolved("keel/x", &[local, pkg("b", "2", "bb"), pkg("a", "1", "aa")]);
+        let lock =
+            Lockfile::from_resolved("keel/x", &[local, pkg("b", "2", "bb"), pkg("a", "1", "aa")]);
         let text = lock.to_json();
         let names: Vec<_> = lock.packages.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "zz-local"]);
-        for key in ["\"ref\": \"keel/x\"", "\"sha256\": \"aa\"", "\"url\": \"/srv/overlay/zz.deb\"", "\"repo\": \"overlay\"", "\"arch\": \"amd64\""] {
+        for key in [
+            "\"ref\": \"keel/x\"",
+            "\"sha256\": \"aa\"",
+            "\"url\": \"/srv/overlay/zz.deb\"",
+            "\"repo\": \"overlay\"",
+            "\"arch\": \"amd64\"",
+        ] {
             assert!(text.contains(key), "{key} missing in {text}");
         }
-        assert_eq!(Lockfile::parse(&text, Path::new("x.lock.json")).unwrap(), lock);
+        assert_eq!(
+            Lockfile::parse(&text, Path::new("x.lock.json")).unwrap(),
+            lock
+        );
     }
 
     #[test]
@@ -245,15 +267,23 @@ mod tests {
         let p = Path::new("my.lock.json");
         let cases = [
             ("{", "my.lock.json: not a Keel lockfile"),
-            (r#"{"format": 9, "ref": "r", "packages": []}"#, "format 9 is not supported"),
-            (r#"{"format": 1, "ref": "r", "packages": [], "extra": 1}"#, "unknown field `extra`"),
+            (
+                r#"{"format": 9, "ref": "r", "packages": []}"#,
+                "format 9 is not supported",
+            ),
+            (
+                r#"{"format": 1, "ref": "r", "packages": [], "extra": 1}"#,
+                "unknown field `extra`",
+            ),
         ];
         for (text, want) in cases {
             let msg = Lockfile::parse(text, p).unwrap_err().to_string();
             assert!(msg.contains(want), "{text}: {msg}");
         }
         let twice = Lockfile::from_resolved("r", &[pkg("a", "1", "aa"), pkg("a", "2", "ab")]);
-        let msg = Lockfile::parse(&twice.to_json(), p).unwrap_err().to_string();
+        let msg = Lockfile::parse(&twice.to_json(), p)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("package a is listed twice"), "{msg}");
     }
 
@@ -261,20 +291,41 @@ mod tests {
     fn select_checks_presence_and_checksum() {
         let lock = Lockfile::from_resolved("r", &[pkg("a", "1", "aa"), pkg("b", "2", "bb")]);
         let p = Path::new("r.lock.json");
-        let repos = [pkg("a", "1", "aa"), pkg("b", "2", "bb"), pkg("b", "3", "b3")];
-        let lookup = |repos: &[ResolvedPackage], n: &str, v: &str, a: &str| -> Vec<ResolvedPackage> {
-            repos.iter().filter(|p| p.name == n && p.version == v && p.arch == a).cloned().collect()
-        };
+        let repos = [
+            pkg("a", "1", "aa"),
+            pkg("b", "2", "bb"),
+            pkg("b", "3", "b3"),
+        ];
+        let lookup =
+            |repos: &[ResolvedPackage], n: &str, v: &str, a: &str| -> Vec<ResolvedPackage> {
+                repos
+                    .iter()
+                    .filter(|p| p.name == n && p.version == v && p.arch == a)
+                    .cloned()
+                    .collect()
+            };
         let got = lock.select(p, |n, v, a| lookup(&repos, n, v, a)).unwrap();
         assert_eq!(got, repos[..2].to_vec());
 
         let gone = [pkg("a", "1", "aa"), pkg("b", "3", "b3")];
-        let msg = lock.select(p, |n, v, a| lookup(&gone, n, v, a)).unwrap_err().to_string();
-        assert!(msg.contains("locked package b 2 (amd64, sha256 bb) is gone"), "{msg}");
+        let msg = lock
+            .select(p, |n, v, a| lookup(&gone, n, v, a))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("locked package b 2 (amd64, sha256 bb) is gone"),
+            "{msg}"
+        );
 
         let changed = [pkg("a", "1", "a-rebuilt"), pkg("b", "2", "bb")];
-        let msg = lock.select(p, |n, v, a| lookup(&changed, n, v, a)).unwrap_err().to_string();
-        assert!(msg.contains("package a 1 has sha256 a-rebuilt in the repos but aa"), "{msg}");
+        let msg = lock
+            .select(p, |n, v, a| lookup(&changed, n, v, a))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("package a 1 has sha256 a-rebuilt in the repos but aa"),
+            "{msg}"
+        );
         assert_eq!(lock.pinned_request(), ["a=1", "b=2"]);
     }
 

@@ -21,7 +21,10 @@ pub enum PublishError {
         source: glib::Error,
     },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Signing(#[from] SigningError),
 }
@@ -56,7 +59,11 @@ pub struct PublishReport {
 }
 
 /// Signs `commit` (when a key is given), generates its deltas, regenerates and signs the summary.
-pub fn publish(repo: &ostree::Repo, commit: &str, opts: &PublishOptions) -> Result<PublishReport, PublishError> {
+pub fn publish(
+    repo: &ostree::Repo,
+    commit: &str,
+    opts: &PublishOptions,
+) -> Result<PublishReport, PublishError> {
     let start = Instant::now();
     if let Some(key) = &opts.sign_key {
         signing::sign_commit(repo, commit, key)?;
@@ -77,7 +84,10 @@ pub fn publish(repo: &ostree::Repo, commit: &str, opts: &PublishOptions) -> Resu
     })
 }
 
-fn ostree_err(repo: &ostree::Repo, what: impl Into<String>) -> impl FnOnce(glib::Error) -> PublishError {
+fn ostree_err(
+    repo: &ostree::Repo,
+    what: impl Into<String>,
+) -> impl FnOnce(glib::Error) -> PublishError {
     let repo = super::repo_dir(repo);
     let what = what.into();
     move |source| PublishError::Ostree { repo, what, source }
@@ -109,7 +119,11 @@ pub fn ancestors(repo: &ostree::Repo, commit: &str, n: usize) -> Result<Vec<Stri
 }
 
 /// Generates one static delta `from` -> `to` (`from = None`: from nothing) and measures it.
-pub fn generate_delta(repo: &ostree::Repo, from: Option<&str>, to: &str) -> Result<DeltaReport, PublishError> {
+pub fn generate_delta(
+    repo: &ostree::Repo,
+    from: Option<&str>,
+    to: &str,
+) -> Result<DeltaReport, PublishError> {
     let start = Instant::now();
     let params = glib::VariantDict::new(None);
     params.insert_value("verbose", &false.to_variant());
@@ -160,7 +174,11 @@ fn checksum_b64(hex_checksum: &str) -> String {
     let bytes = hex::decode(hex_checksum).unwrap_or_default();
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -209,6 +227,9 @@ mod tests {
         assert!(b64[..42].chars().all(|c| c == '_'), "{b64}");
         assert_eq!(checksum_b64(&"00".repeat(32)), "A".repeat(43));
         let rel = delta_relpath(Some(&"00".repeat(32)), &"ff".repeat(32));
-        assert_eq!(rel, Path::new("deltas").join(format!("AA/{}-{}", "A".repeat(41), b64)));
+        assert_eq!(
+            rel,
+            Path::new("deltas").join(format!("AA/{}-{}", "A".repeat(41), b64))
+        );
     }
 }

@@ -20,7 +20,10 @@ pub enum SigningError {
         source: glib::Error,
     },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("repo {repo}: no summary; run a compose (or `ostree summary -u`) first")]
     NoSummary { repo: PathBuf },
     #[error("commit {commit}: {source}")]
@@ -29,7 +32,10 @@ pub enum SigningError {
     Summary { repo: PathBuf, source: SignError },
 }
 
-fn ostree_err(repo: &ostree::Repo, what: impl Into<String>) -> impl FnOnce(glib::Error) -> SigningError {
+fn ostree_err(
+    repo: &ostree::Repo,
+    what: impl Into<String>,
+) -> impl FnOnce(glib::Error) -> SigningError {
     let repo = super::repo_dir(repo);
     let what = what.into();
     move |source| SigningError::Ostree { repo, what, source }
@@ -44,19 +50,30 @@ pub fn commit_bytes(repo: &ostree::Repo, checksum: &str) -> Result<glib::Bytes, 
 }
 
 /// Adds `key`'s signature to commit `checksum`'s detached metadata (other entries are kept).
-pub fn sign_commit(repo: &ostree::Repo, checksum: &str, key: &SecretKey) -> Result<(), SigningError> {
+pub fn sign_commit(
+    repo: &ostree::Repo,
+    checksum: &str,
+    key: &SecretKey,
+) -> Result<(), SigningError> {
     let data = commit_bytes(repo, checksum)?;
     let detached = repo
         .read_commit_detached_metadata(checksum, ostree::gio::Cancellable::NONE)
-        .map_err(ostree_err(repo, format!("reading detached metadata of {checksum}")))?;
-    let signed = sign::add_signature(detached.as_ref(), &sign::sign(key, &data)).map_err(|source| {
-        SigningError::Commit {
-            commit: checksum.to_string(),
-            source,
-        }
-    })?;
+        .map_err(ostree_err(
+            repo,
+            format!("reading detached metadata of {checksum}"),
+        ))?;
+    let signed =
+        sign::add_signature(detached.as_ref(), &sign::sign(key, &data)).map_err(|source| {
+            SigningError::Commit {
+                commit: checksum.to_string(),
+                source,
+            }
+        })?;
     repo.write_commit_detached_metadata(checksum, Some(&signed), ostree::gio::Cancellable::NONE)
-        .map_err(ostree_err(repo, format!("writing detached metadata of {checksum}")))
+        .map_err(ostree_err(
+            repo,
+            format!("writing detached metadata of {checksum}"),
+        ))
 }
 
 /// Checks commit `checksum` for a valid signature by a trusted, unrevoked key; returns the key.
@@ -69,10 +86,15 @@ pub fn verify_commit(
     let data = commit_bytes(repo, checksum)?;
     let detached = repo
         .read_commit_detached_metadata(checksum, ostree::gio::Cancellable::NONE)
-        .map_err(ostree_err(repo, format!("reading detached metadata of {checksum}")))?;
-    sign::verify(&data, detached.as_ref(), trusted, revoked).map_err(|source| SigningError::Commit {
-        commit: checksum.to_string(),
-        source,
+        .map_err(ostree_err(
+            repo,
+            format!("reading detached metadata of {checksum}"),
+        ))?;
+    sign::verify(&data, detached.as_ref(), trusted, revoked).map_err(|source| {
+        SigningError::Commit {
+            commit: checksum.to_string(),
+            source,
+        }
     })
 }
 
@@ -87,26 +109,33 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, SigningError> {
     }
 }
 
-/// Parses `summary.sig` bytes as ostree does: an `a{sv}` in (possibly non-normal) serialized form.
-pub fn parse_summary_sig(bytes: &[u8]) -> glib::Variant {
-    glib::Variant::from_data_with_type(bytes, glib::VariantTy::VARDICT)
+/// Parses `summary.sig` bytes as ostree does: an `a{sv}` in (possibly non-normal) serialized
+/// form. The variant takes ownership of the bytes (it points into them).
+pub fn parse_summary_sig(bytes: Vec<u8>) -> glib::Variant {
+    glib::Variant::from_bytes_with_type(&glib::Bytes::from_owned(bytes), glib::VariantTy::VARDICT)
 }
 
 /// Signs the repo's current `summary` with `key` and writes `summary.sig`. Signatures already
 /// in `summary.sig` are kept only while they are over the same summary bytes — pass
 /// `fresh = true` right after regenerating the summary to drop the old ones.
 pub fn sign_summary(repo_dir: &Path, key: &SecretKey, fresh: bool) -> Result<(), SigningError> {
-    let summary = read_optional(&repo_dir.join(SUMMARY))?.ok_or_else(|| SigningError::NoSummary {
-        repo: repo_dir.to_path_buf(),
-    })?;
-    let sig_path = repo_dir.join(SUMMARY_SIG);
-    let existing = if fresh { None } else { read_optional(&sig_path)?.map(|b| parse_summary_sig(&b)) };
-    let signed = sign::add_signature(existing.as_ref(), &sign::sign(key, &summary)).map_err(|source| {
-        SigningError::Summary {
+    let summary =
+        read_optional(&repo_dir.join(SUMMARY))?.ok_or_else(|| SigningError::NoSummary {
             repo: repo_dir.to_path_buf(),
-            source,
-        }
-    })?;
+        })?;
+    let sig_path = repo_dir.join(SUMMARY_SIG);
+    let existing = if fresh {
+        None
+    } else {
+        read_optional(&sig_path)?.map(parse_summary_sig)
+    };
+    let signed =
+        sign::add_signature(existing.as_ref(), &sign::sign(key, &summary)).map_err(|source| {
+            SigningError::Summary {
+                repo: repo_dir.to_path_buf(),
+                source,
+            }
+        })?;
     let bytes = signed.normal_form().data_as_bytes();
     let io = |source| SigningError::Io {
         path: sig_path.clone(),
@@ -125,10 +154,11 @@ pub fn verify_summary(
     trusted: &[PublicKey],
     revoked: &[PublicKey],
 ) -> Result<PublicKey, SigningError> {
-    let summary = read_optional(&repo_dir.join(SUMMARY))?.ok_or_else(|| SigningError::NoSummary {
-        repo: repo_dir.to_path_buf(),
-    })?;
-    let sig = read_optional(&repo_dir.join(SUMMARY_SIG))?.map(|b| parse_summary_sig(&b));
+    let summary =
+        read_optional(&repo_dir.join(SUMMARY))?.ok_or_else(|| SigningError::NoSummary {
+            repo: repo_dir.to_path_buf(),
+        })?;
+    let sig = read_optional(&repo_dir.join(SUMMARY_SIG))?.map(parse_summary_sig);
     sign::verify(&summary, sig.as_ref(), trusted, revoked).map_err(|source| SigningError::Summary {
         repo: repo_dir.to_path_buf(),
         source,
@@ -138,13 +168,15 @@ pub fn verify_summary(
 /// Reads a public key file (trusted or revoked list), naming it in the error.
 pub fn read_public_keys(path: &Path) -> anyhow::Result<Vec<PublicKey>> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
     PublicKey::parse_file(&text).with_context(|| format!("key file {}", path.display()))
 }
 
 /// Reads a secret key file, naming it in the error.
 pub fn read_secret_key(path: &Path) -> anyhow::Result<SecretKey> {
     use anyhow::Context;
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading secret key {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading secret key {}", path.display()))?;
     SecretKey::parse_file(&text).with_context(|| format!("secret key {}", path.display()))
 }

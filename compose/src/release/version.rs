@@ -6,7 +6,7 @@
 //! The expansion and the numbering are pure; [`ref_history_versions`] reads the repo.
 
 use chrono::format::{Item, StrftimeItems};
-use chrono::NaiveDate;
+pub use chrono::NaiveDate;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VersionError {
@@ -17,7 +17,10 @@ pub enum VersionError {
     #[error("automatic-version-prefix `{prefix}`: bad date format `{format}` (use strftime codes such as %Y%m%d)")]
     BadDateFormat { prefix: String, format: String },
     #[error("version `{version}` is not usable: {reason}")]
-    Invalid { version: String, reason: &'static str },
+    Invalid {
+        version: String,
+        reason: &'static str,
+    },
 }
 
 /// Expands every `<date:FORMAT>` placeholder in `prefix` with `date` (strftime codes).
@@ -31,12 +34,13 @@ pub fn expand_prefix(prefix: &str, date: NaiveDate) -> Result<String, VersionErr
             prefix: prefix.to_string(),
         })?;
         let placeholder = &after[..end];
-        let format = placeholder
-            .strip_prefix("date:")
-            .ok_or_else(|| VersionError::UnknownPlaceholder {
-                prefix: prefix.to_string(),
-                name: placeholder.to_string(),
-            })?;
+        let format =
+            placeholder
+                .strip_prefix("date:")
+                .ok_or_else(|| VersionError::UnknownPlaceholder {
+                    prefix: prefix.to_string(),
+                    name: placeholder.to_string(),
+                })?;
         let items: Vec<Item> = StrftimeItems::new(format).collect();
         if format.is_empty() || items.iter().any(|i| matches!(i, Item::Error)) {
             return Err(VersionError::BadDateFormat {
@@ -158,12 +162,22 @@ mod tests {
             (&[], "20261122.0"),
             (&["20261121.0", "20261121.3"], "20261122.0"),
             (&["20261122.0"], "20261122.1"),
-            (&["20261122.1", "20261122.0", "20261122.10", "20261122.9"], "20261122.11"),
+            (
+                &["20261122.1", "20261122.0", "20261122.10", "20261122.9"],
+                "20261122.11",
+            ),
             // Versions that merely start with the stem, or were set by hand, do not count.
-            (&["202611220.5", "20261122.x", "20261122", "custom"], "20261122.0"),
+            (
+                &["202611220.5", "20261122.x", "20261122", "custom"],
+                "20261122.0",
+            ),
         ];
         for (existing, want) in cases {
-            assert_eq!(next_version("20261122", &v(existing)), *want, "{existing:?}");
+            assert_eq!(
+                next_version("20261122", &v(existing)),
+                *want,
+                "{existing:?}"
+            );
         }
     }
 
