@@ -50,6 +50,11 @@ pub enum AptError {
         found: String,
     },
     #[error(
+        "{url} expired at {valid_until} (Valid-Until); the mirror is stale or replayed, use a \
+         current mirror"
+    )]
+    Expired { url: String, valid_until: String },
+    #[error(
         "InRelease of {url} suite {suite} lists no {file}; check Components: and the architecture"
     )]
     NoIndex {

@@ -20,6 +20,8 @@ pub struct FileEntry {
 pub struct Release {
     pub suite: Option<String>,
     pub codename: Option<String>,
+    /// `Valid-Until:` as written (RFC 2822 date), if the repository sets one.
+    pub valid_until: Option<String>,
     /// Path relative to `dists/SUITE/` -> hash and size.
     pub files: HashMap<String, FileEntry>,
 }
@@ -32,6 +34,19 @@ impl Release {
             (None, None) => true,
             (s, c) => s.as_deref() == Some(suite) || c.as_deref() == Some(suite),
         }
+    }
+
+    /// Whether `Valid-Until` lies before `now` (a replayed or frozen mirror). No
+    /// `Valid-Until` means the file does not expire.
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> Result<bool, String> {
+        let Some(text) = &self.valid_until else {
+            return Ok(false);
+        };
+        // RFC 2822 knows "UT" and "GMT"; Debian writes "UTC".
+        let normalized = text.trim().replace(" UTC", " +0000");
+        let until = chrono::DateTime::parse_from_rfc2822(&normalized)
+            .map_err(|e| format!("Valid-Until {text:?}: {e}"))?;
+        Ok(until < now)
     }
 }
 
@@ -68,6 +83,7 @@ pub fn parse(text: &str) -> Result<Release, String> {
     Ok(Release {
         suite: paragraph.get("Suite").map(str::to_string),
         codename: paragraph.get("Codename").map(str::to_string),
+        valid_until: paragraph.get("Valid-Until").map(str::to_string),
         files,
     })
 }
@@ -137,6 +153,31 @@ mod tests {
             "lowercased"
         );
         assert!(r.is_for("bookworm") && r.is_for("stable") && !r.is_for("trixie"));
+    }
+
+    #[test]
+    fn valid_until() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let r = parse(&format!(
+            "Valid-Until: Fri, 27 Nov 2026 00:12:41 UTC\nSHA256:\n {H1} 1 x\n"
+        ))
+        .unwrap();
+        assert!(!r.expired(at("2026-11-26T00:00:00Z")).unwrap());
+        assert!(r.expired(at("2026-11-28T00:00:00Z")).unwrap());
+        let r = parse(&format!("SHA256:\n {H1} 1 x\n")).unwrap();
+        assert!(!r.expired(at("2999-01-01T00:00:00Z")).unwrap());
+        let r = Release {
+            valid_until: Some("someday".into()),
+            ..Default::default()
+        };
+        assert!(r
+            .expired(at("2026-01-01T00:00:00Z"))
+            .unwrap_err()
+            .contains("someday"));
     }
 
     #[test]

@@ -266,6 +266,18 @@ fn fetch_release(spec: &RepoSpec, suite: &str, dists: &str) -> Result<release::R
             found: parsed.codename.or(parsed.suite).unwrap_or_default(),
         });
     }
+    let expired = parsed
+        .expired(chrono::Utc::now())
+        .map_err(|detail| AptError::Parse {
+            file: url.clone(),
+            detail,
+        })?;
+    if expired {
+        return Err(AptError::Expired {
+            url,
+            valid_until: parsed.valid_until.unwrap_or_default(),
+        });
+    }
     Ok(parsed)
 }
 
