@@ -137,12 +137,7 @@ pub fn build(spec: &ImageSpec) -> anyhow::Result<ImageReport> {
     )?;
     sysroot::add_boot_to_fstab(&deployed.deployment)?;
     if let Some(remote_spec) = &spec.remote {
-        remote::configure(
-            remote_spec,
-            &spec.reference,
-            &sysroot_dir.join("ostree/repo"),
-            &deployed.deployment,
-        )?;
+        remote::configure(remote_spec, &spec.reference, &sysroot_dir)?;
     }
 
     // The /boot partition's content leaves the sysroot; its empty directory stays as the
