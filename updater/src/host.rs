@@ -277,21 +277,28 @@ impl Host {
                     Some(&self.osname),
                     &new,
                     merge.as_ref(),
-                    ostree::SysrootSimpleWriteDeploymentFlags::NONE,
+                    ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN,
                     gio::Cancellable::NONE,
                 )
                 .with_context(|| what.clone())?;
+            self.cleanup_locked()?;
         }
         self.reload()
     }
 
-    /// Writes a new deployment list (boot order), e.g. reordered for a rollback.
-    pub fn write_deployments(&self, deployments: &[ostree::Deployment]) -> Result<()> {
+    /// Writes a new deployment list (boot order), e.g. reordered for a rollback, then removes
+    /// what the old list alone used; returns the bytes freed in the repo.
+    pub fn write_deployments(&self, deployments: &[ostree::Deployment]) -> Result<u64> {
         let _lock = self.lock()?;
+        let opts = ostree::SysrootWriteDeploymentsOpts {
+            do_postclean: false,
+        };
         self.sysroot
-            .write_deployments(deployments, gio::Cancellable::NONE)
+            .write_deployments_with_options(deployments, &opts, gio::Cancellable::NONE)
             .context("writing the deployment list")?;
-        self.reload()
+        let freed = self.cleanup_locked()?;
+        self.reload()?;
+        Ok(freed)
     }
 
     pub fn set_pinned(&self, deployment: &ostree::Deployment, pinned: bool) -> Result<()> {
@@ -302,13 +309,27 @@ impl Host {
         self.reload()
     }
 
-    /// Removes unreferenced deployment directories, boot files and repo objects.
-    pub fn cleanup(&self) -> Result<()> {
+    /// Removes unreferenced deployment directories, boot files and repo objects; returns the
+    /// bytes freed in the repo.
+    pub fn cleanup(&self) -> Result<u64> {
         let _lock = self.lock()?;
+        let freed = self.cleanup_locked()?;
+        self.reload()?;
+        Ok(freed)
+    }
+
+    /// libostree's cleanup without its repo prune (which prints to stdout and would spoil
+    /// `--json` output), then the same prune done quietly: objects reachable from no ref,
+    /// where deployments hold theirs through the `ostree/B/S/N` refs libostree writes.
+    fn cleanup_locked(&self) -> Result<u64> {
         self.sysroot
-            .cleanup(gio::Cancellable::NONE)
-            .context("cleaning up the sysroot (deployments, boot files, repo objects)")?;
-        self.reload()
+            .prepare_cleanup(gio::Cancellable::NONE)
+            .context("cleaning up old deployments and boot files")?;
+        let (_, _, freed) = self
+            .repo()
+            .prune(ostree::RepoPruneFlags::REFS_ONLY, 0, gio::Cancellable::NONE)
+            .context("pruning unreferenced objects from the sysroot's repo")?;
+        Ok(freed)
     }
 
     fn lock(&self) -> Result<Lock<'_>> {

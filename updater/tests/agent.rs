@@ -57,6 +57,14 @@ fn etc_of(host: &Host, index: usize) -> PathBuf {
     host.deployment_path(&host.deployments()[index]).join("etc")
 }
 
+/// Whether the sysroot's repo still holds commit `checksum`.
+fn ostree_has(f: &Fixture, checksum: &str) -> bool {
+    let repo = Host::open(Some(f.sysroot.path())).unwrap().repo();
+    repo.load_variant_if_exists(ostree::ObjectType::Commit, checksum)
+        .unwrap()
+        .is_some()
+}
+
 fn keel(sysroot: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_keel"))
         .arg("--sysroot")
@@ -346,7 +354,7 @@ fn pinned_deployment_survives_deploys_and_cleanup() {
     assert_eq!(three.len(), 3, "v3, v2 (merge) and pinned v1");
     assert!(three[2].starts_with(&f.v1));
 
-    let removed = cleanup::cleanup(&host).unwrap();
+    let (removed, _) = cleanup::cleanup(&host).unwrap();
     assert_eq!(removed, vec![three[1].clone()]);
     assert_eq!(order(&host), vec![three[0].clone(), three[2].clone()]);
     // v2's commit is still on the ref's history, so the repo keeps it; its deployment is gone.
@@ -357,8 +365,13 @@ fn pinned_deployment_survives_deploys_and_cleanup() {
         .exists());
 
     pin::pin(&host, &f.v1[..10], false).unwrap();
-    let removed = cleanup::cleanup(&host).unwrap();
+    let (removed, freed) = cleanup::cleanup(&host).unwrap();
     assert_eq!(removed, vec![three[2].clone()]);
+    assert!(
+        freed > 0,
+        "v1's own objects (its os-release, initramfs) were pruned"
+    );
+    assert!(!ostree_has(&f, &f.v1));
     assert_eq!(order(&host), vec![three[0].clone()]);
 }
 

@@ -12,10 +12,11 @@ pub struct Args {}
 
 pub fn run(_args: Args, global: &super::Global) -> Result<()> {
     let host = global.host()?;
-    let removed = cleanup(&host)?;
+    let (removed, freed) = cleanup(&host)?;
     println!(
-        "Removed {} deployment(s); pruned unused objects",
-        removed.len()
+        "Removed {} deployment(s); freed {} of unused objects",
+        removed.len(),
+        crate::upgrade::human_bytes(freed)
     );
     for c in removed {
         println!("  {c}");
@@ -23,8 +24,9 @@ pub fn run(_args: Args, global: &super::Global) -> Result<()> {
     Ok(())
 }
 
-/// Removes what [`keep`] does not keep; returns the removed deployments' checksums.
-pub fn cleanup(host: &Host) -> Result<Vec<String>> {
+/// Removes what [`keep`] does not keep; returns the removed deployments (`checksum.serial`)
+/// and the bytes freed in the repo.
+pub fn cleanup(host: &Host) -> Result<(Vec<String>, u64)> {
     let all = host.sysroot().deployments();
     let booted = host.booted_deployment();
     let default = all.iter().position(|d| !d.is_staged());
@@ -51,11 +53,12 @@ pub fn cleanup(host: &Host) -> Result<Vec<String>> {
         .filter(|(_, f)| !keep(f))
         .map(|(d, _)| format!("{}.{}", d.csum(), d.deployserial()))
         .collect();
+    let mut freed = 0;
     if !removed.is_empty() {
-        host.write_deployments(&kept)?;
+        freed += host.write_deployments(&kept)?;
     }
-    host.cleanup()?;
-    Ok(removed)
+    freed += host.cleanup()?;
+    Ok((removed, freed))
 }
 
 /// What decides whether a deployment stays.
