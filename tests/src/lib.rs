@@ -4,5 +4,6 @@
 pub mod aptrepo;
 pub mod deb;
 pub mod http;
+pub mod oci;
 pub mod sysroot;
 pub mod vm;
