@@ -5,7 +5,9 @@
 pub mod apt;
 pub mod cli;
 pub mod commit;
+pub mod customize;
 pub mod fetch;
+pub mod initramfs;
 pub mod install;
 pub mod ostreeify;
 pub mod package;

@@ -1,8 +1,47 @@
 //! The compose pipeline: treefile -> packages -> tree -> ostree commit, phase by phase.
+//!
+//! Order and guarantees:
+//! 1. `load` the treefile and `resolve` its packages. Both only read (the index cache under the
+//!    cachedir aside): a bad treefile or a missing package fails here, before the repository
+//!    is created or touched.
+//! 2. `fetch` the `.deb` files into the cachedir; `install` them into a scratch tree under
+//!    `CACHEDIR/tmp/` (the same file system as the package cache, so its hardlinks work);
+//!    `customize` (add-files, remove-files, units, postprocess); `initramfs`; `ostreeify`.
+//! 3. `passwd` check against the ref's previous commit; `commit` in one repository
+//!    transaction; then the release steps (publishing: signatures, deltas, summary).
+//!
+//! The scratch tree is removed on every exit path, including errors and Ctrl-C: SIGINT sets a
+//! flag that the pipeline checks between phases and cancels libostree's work; a terminal's
+//! Ctrl-C also reaches the sandboxed process (bubblewrap shares our process group) so a
+//! running maintainer script or dracut stops at once. A repository transaction that was
+//! interrupted is aborted: the refs stay as they were.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
+use anyhow::{bail, Context};
+use cap_std::fs::Dir;
+use ostree::gio;
+use ostree::gio::prelude::CancellableExt;
 use serde::Serialize;
+
+use crate::apt::depsolve::{self, Request};
+use crate::apt::sources::{machine_sources, LocalRepo, RepoSpec};
+use crate::apt::universe;
+use crate::commit::{self, CommitMetadata};
+use crate::install::{self, PackageCache};
+use crate::package::ResolvedPackage;
+use crate::release;
+use crate::sandbox::Sandbox;
+use crate::treefile::{self, Repo, Treefile};
+use crate::{customize, fetch, initramfs, ostreeify, passwd};
+
+/// Where the machine's apt sources are read for `machine-sources = true` repositories.
+pub const MACHINE_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+/// Parallel package downloads.
+const FETCH_JOBS: usize = 4;
 
 /// What `keel-compose tree` was asked to do.
 #[derive(Debug, Clone)]
@@ -27,9 +66,13 @@ pub struct Report {
     pub reference: String,
     pub version: String,
     pub packages: usize,
+    pub kernel: String,
+    /// Bytes of regular files in the committed tree.
     pub tree_bytes: u64,
+    /// Bytes the repository's objects grew by.
     pub repo_bytes_added: u64,
     pub phases: Vec<PhaseTime>,
+    pub seconds: f64,
     pub no_op: bool,
 }
 
@@ -37,25 +80,417 @@ impl Report {
     /// A short human summary.
     pub fn render(&self) -> String {
         let mut out = format!(
-            "{} {} version {} ({} packages, tree {} MB, repo +{} MB)",
+            "{} => {}\nversion {}, {} packages, kernel {}, tree {} MB, repository +{} MB, {:.1} s",
             self.reference,
             self.commit,
             self.version,
             self.packages,
+            self.kernel,
             self.tree_bytes / 1_000_000,
-            self.repo_bytes_added / 1_000_000
+            self.repo_bytes_added / 1_000_000,
+            self.seconds
         );
         if self.no_op {
-            out.push_str(" [no change]");
+            out.push_str("\nnothing changed since the ref's current commit; nothing was written");
         }
         out
     }
 }
 
-/// Runs the whole compose.
+/// Ctrl-C handling shared by every compose of this process.
+#[derive(Clone)]
+struct Interrupt {
+    flag: Arc<AtomicBool>,
+    /// Cancels libostree's work; replaced for each compose, as a cancelled one stays so.
+    cancellable: Arc<Mutex<gio::Cancellable>>,
+}
+
+impl Interrupt {
+    /// Installs the SIGINT handler once per process and resets the state for a new compose.
+    fn install() -> Interrupt {
+        static INTERRUPT: OnceLock<Interrupt> = OnceLock::new();
+        let interrupt = INTERRUPT.get_or_init(|| {
+            let interrupt = Interrupt {
+                flag: Arc::new(AtomicBool::new(false)),
+                cancellable: Arc::new(Mutex::new(gio::Cancellable::new())),
+            };
+            let handler = interrupt.clone();
+            // Without a handler Ctrl-C still stops us, only less tidily; not fatal.
+            let _ = ctrlc::set_handler(move || {
+                eprintln!("keel-compose: interrupted; stopping and cleaning up");
+                handler.flag.store(true, Ordering::SeqCst);
+                if let Ok(cancellable) = handler.cancellable.lock() {
+                    cancellable.cancel();
+                }
+            });
+            interrupt
+        });
+        interrupt.flag.store(false, Ordering::SeqCst);
+        if let Ok(mut cancellable) = interrupt.cancellable.lock() {
+            *cancellable = gio::Cancellable::new();
+        }
+        interrupt.clone()
+    }
+
+    /// The cancellable for libostree calls of the current compose.
+    fn cancellable(&self) -> gio::Cancellable {
+        match self.cancellable.lock() {
+            Ok(cancellable) => cancellable.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.flag.load(Ordering::SeqCst) {
+            bail!("interrupted; the scratch tree is removed and the repository is unchanged");
+        }
+        Ok(())
+    }
+}
+
+/// Times phases and prints one line per phase to stderr.
+struct Phases {
+    started: Instant,
+    times: Vec<PhaseTime>,
+    interrupt: Interrupt,
+}
+
+impl Phases {
+    fn run<T>(&mut self, phase: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.interrupt.check()?;
+        eprintln!("keel-compose: {phase}...");
+        let started = Instant::now();
+        let result = f();
+        let seconds = started.elapsed().as_secs_f64();
+        self.times.push(PhaseTime {
+            phase: phase.to_owned(),
+            seconds,
+        });
+        match result {
+            Ok(value) => {
+                eprintln!("keel-compose: {phase} done in {seconds:.1} s");
+                Ok(value)
+            }
+            // An interruption explains whatever error it caused.
+            Err(err) if self.interrupt.flag.load(Ordering::SeqCst) => {
+                Err(err.context("interrupted by Ctrl-C"))
+            }
+            Err(err) => Err(err.context(format!("phase {phase} failed"))),
+        }
+    }
+}
+
+/// Runs the whole compose (see the module documentation).
 pub fn compose(options: &Options) -> anyhow::Result<Report> {
-    anyhow::bail!(
-        "composing {} needs the treefile, apt and install modules, which are being added",
-        options.treefile.display()
+    let interrupt = Interrupt::install();
+    let mut phases = Phases {
+        started: Instant::now(),
+        times: Vec::new(),
+        interrupt: interrupt.clone(),
+    };
+
+    let tf = phases.run("load", || {
+        treefile::load(&options.treefile)
+            .with_context(|| format!("loading the treefile {}", options.treefile.display()))
+    })?;
+    std::fs::create_dir_all(&options.cachedir).with_context(|| {
+        format!(
+            "creating the cache directory {}",
+            options.cachedir.display()
+        )
+    })?;
+    let packages = phases.run("resolve", || resolve(&tf, &options.cachedir))?;
+    eprintln!("keel-compose: {} packages", packages.len());
+    let input_hash =
+        release::inputs::input_hash(&tf.hash, &packages, release::inputs::COMPOSER_VERSION);
+
+    // Nothing is written to the repository before this point.
+    let repo = commit::open_or_create(&options.repo)?;
+    let version = choose_version(&repo, &tf)?;
+
+    let debs = phases.run("fetch", || {
+        fetch::fetch(&packages, &options.cachedir, FETCH_JOBS).context("fetching packages")
+    })?;
+
+    let scratch_parent = options.cachedir.join("tmp");
+    std::fs::create_dir_all(&scratch_parent)
+        .with_context(|| format!("creating {}", scratch_parent.display()))?;
+    // Removed when dropped, whichever way this function returns.
+    let scratch = tempfile::Builder::new()
+        .prefix("compose-")
+        .tempdir_in(&scratch_parent)
+        .with_context(|| {
+            format!(
+                "creating a scratch directory in {}",
+                scratch_parent.display()
+            )
+        })?;
+    let tree = scratch.path().join("tree");
+    std::fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
+    let sandbox = Sandbox::new(&tree);
+
+    phases.run("install", || {
+        let cache = PackageCache::open(&options.cachedir).context("opening the package cache")?;
+        // INITRD=No: the kernel's postinst must not build an initramfs; ours comes later.
+        let report = install::install_with(
+            &sandbox.clone().env("INITRD", "No"),
+            &packages,
+            &debs,
+            &cache,
+        )
+        .context("installing packages")?;
+        eprintln!(
+            "keel-compose: {} packages installed ({} from the package cache)",
+            report.packages,
+            report.from_cache.len()
+        );
+        Ok(())
+    })?;
+    let root = Dir::open_ambient_dir(&tree, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", tree.display()))?;
+
+    phases.run("customize", || {
+        customize::add_files(&root, &tf.add_files)?;
+        customize::remove_files(&root, &tf.remove_files)?;
+        customize::enable_units(&sandbox, &tf.units, tf.default_target.as_deref())?;
+        customize::run_postprocess(&sandbox, &tf.postprocess, scratch.path())?;
+        Ok(())
+    })?;
+
+    let kernel = phases.run("initramfs", || {
+        let kernel = ostreeify::find_kernel(&root)?;
+        initramfs::write_config(&root, &tf.initramfs)?;
+        initramfs::generate(&sandbox, &kernel.version)?;
+        Ok(kernel)
+    })?;
+
+    let layout = phases.run("ostreeify", || {
+        let layout = ostreeify::ostreeify(&root)?;
+        if !layout.dropped_var_files.is_empty() {
+            eprintln!(
+                "keel-compose: dropped {} files under /var (logs, caches; /var starts empty)",
+                layout.dropped_var_files.len()
+            );
+        }
+        Ok(layout)
+    })?;
+
+    if tf.passwd.check {
+        phases.run("passwd", || check_passwd(&repo, &tf.reference, &root))?;
+    }
+
+    let repo_bytes_before = commit::objects_bytes(&options.repo)?;
+    let metadata = CommitMetadata {
+        version: version.clone(),
+        reference: tf.reference.clone(),
+        input_hash,
+        packages: packages
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect(),
+        treefile: tf.canonical.clone(),
+        treefile_hash: tf.hash.clone(),
+        composer_version: release::inputs::COMPOSER_VERSION.to_owned(),
+        kernel_version: kernel.version.clone(),
+    };
+    let checksum = phases.run("commit", || {
+        commit::commit_tree(&repo, &tree, &metadata, &interrupt.cancellable())
+            .context("committing the tree")
+    })?;
+    eprintln!("keel-compose: {} is now {checksum}", tf.reference);
+
+    // Release steps (signatures, static deltas, summary) go here, after the ref moved.
+
+    let repo_bytes_after = commit::objects_bytes(&options.repo)?;
+    Ok(Report {
+        commit: checksum,
+        reference: tf.reference.clone(),
+        version,
+        packages: packages.len(),
+        kernel: layout.kernel_version,
+        tree_bytes: layout.tree_bytes,
+        repo_bytes_added: repo_bytes_after.saturating_sub(repo_bytes_before),
+        seconds: phases.started.elapsed().as_secs_f64(),
+        phases: phases.times,
+        no_op: false,
+    })
+}
+
+/// The treefile's repositories as the apt module's sources.
+pub fn repo_sources(
+    repos: &[Repo],
+    machine_dir: &Path,
+) -> anyhow::Result<(Vec<RepoSpec>, Vec<LocalRepo>)> {
+    let mut specs = Vec::new();
+    let mut locals = Vec::new();
+    for repo in repos {
+        match repo {
+            Repo::Machine { name } => {
+                let found = machine_sources(machine_dir).with_context(|| {
+                    format!("reading the machine's apt sources for repository {name}")
+                })?;
+                if found.is_empty() {
+                    bail!(
+                        "repository {name} uses the machine's apt sources, but {} has no enabled deb822 `*.sources` entry",
+                        machine_dir.display()
+                    );
+                }
+                specs.extend(found.into_iter().map(|spec| RepoSpec {
+                    name: name.clone(),
+                    ..spec
+                }));
+            }
+            Repo::Apt(apt) => specs.push(RepoSpec {
+                name: apt.name.clone(),
+                url: apt.url.clone(),
+                suites: apt.suites.clone(),
+                components: apt.components.clone(),
+                architectures: apt.architectures.clone(),
+                keyring: apt.keyring.clone(),
+            }),
+            Repo::Local { name, path } => locals.push(LocalRepo {
+                name: name.clone(),
+                path: path.clone(),
+            }),
+        }
+    }
+    Ok((specs, locals))
+}
+
+/// Debian's name for the machine's architecture.
+pub fn debian_arch(rust_arch: &str) -> Option<&'static str> {
+    Some(match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        _ => return None,
+    })
+}
+
+fn resolve(tf: &Treefile, cachedir: &Path) -> anyhow::Result<Vec<ResolvedPackage>> {
+    let (specs, locals) = repo_sources(&tf.repos, Path::new(MACHINE_SOURCES_DIR))?;
+    let arch = debian_arch(std::env::consts::ARCH).with_context(|| {
+        format!(
+            "no Debian architecture known for {}",
+            std::env::consts::ARCH
+        )
+    })?;
+    let universe = universe::load(&specs, &locals, arch, cachedir)
+        .context("loading the repositories' package indices")?;
+    let request = Request {
+        packages: tf.packages.clone(),
+        exclude: tf.exclude_packages.clone(),
+        recommends: tf.recommends,
+    };
+    depsolve::resolve(&universe, &request)
+        .with_context(|| format!("resolving the packages of {}", tf.path.display()))
+}
+
+fn choose_version(repo: &ostree::Repo, tf: &Treefile) -> anyhow::Result<String> {
+    let existing = release::version::ref_history_versions(repo, &tf.reference)
+        .with_context(|| format!("reading the versions on {}", tf.reference))?;
+    let today = chrono::Local::now().date_naive();
+    let chosen = release::version::choose(
+        None,
+        tf.automatic_version_prefix.as_deref(),
+        today,
+        &existing,
     )
+    .context("choosing the commit's version")?;
+    // Without a prefix, the date stands in (`20261122.0`), so every commit has a version.
+    Ok(match chosen {
+        Some(version) => version,
+        None => release::version::next_version(&today.format("%Y%m%d").to_string(), &existing),
+    })
+}
+
+fn check_passwd(repo: &ostree::Repo, reference: &str, root: &Dir) -> anyhow::Result<()> {
+    let previous_passwd = commit::read_previous_file(repo, reference, "usr/etc/passwd")?;
+    let previous_group = commit::read_previous_file(repo, reference, "usr/etc/group")?;
+    let (Some(previous_passwd), Some(previous_group)) = (previous_passwd, previous_group) else {
+        return Ok(());
+    };
+    let new_passwd = root
+        .read_to_string("usr/etc/passwd")
+        .context("reading the new tree's /usr/etc/passwd")?;
+    let new_group = root
+        .read_to_string("usr/etc/group")
+        .context("reading the new tree's /usr/etc/group")?;
+    passwd::check(&previous_passwd, &previous_group, &new_passwd, &new_group).with_context(
+        || format!("users and groups changed ids since the last commit of {reference}"),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::treefile::AptRepo;
+
+    #[test]
+    fn debian_arch_names() {
+        assert_eq!(debian_arch("x86_64"), Some("amd64"));
+        assert_eq!(debian_arch("aarch64"), Some("arm64"));
+        assert_eq!(debian_arch("sparc"), None);
+    }
+
+    #[test]
+    fn treefile_repos_map_to_apt_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mirror.sources"),
+            "Types: deb\nURIs: http://127.0.0.1:9/debian\nSuites: bookworm\nComponents: main\nSigned-By: /k.gpg\n",
+        )
+        .unwrap();
+        let repos = vec![
+            Repo::Machine {
+                name: "debian".into(),
+            },
+            Repo::Apt(AptRepo {
+                name: "extra".into(),
+                url: "http://127.0.0.1:9/extra".into(),
+                suites: vec!["stable".into()],
+                components: vec!["main".into()],
+                architectures: vec![],
+                keyring: "/extra.gpg".into(),
+            }),
+            Repo::Local {
+                name: "overlay".into(),
+                path: "/srv/debs".into(),
+            },
+        ];
+        let (specs, locals) = repo_sources(&repos, dir.path()).unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(
+            specs[0].name, "debian",
+            "machine sources carry the treefile's name"
+        );
+        assert_eq!(specs[0].url, "http://127.0.0.1:9/debian");
+        assert_eq!(specs[1].name, "extra");
+        assert_eq!(
+            locals,
+            vec![LocalRepo {
+                name: "overlay".into(),
+                path: "/srv/debs".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn machine_sources_that_are_empty_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = repo_sources(
+            &[Repo::Machine {
+                name: "debian".into(),
+            }],
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("has no enabled deb822"), "{err}");
+    }
 }

@@ -1,0 +1,178 @@
+//! Composes the shipped host treefile from Debian's archive (through the machine's apt
+//! sources) and checks the commit is what a host can boot: kernel and an initramfs with
+//! ostree's module, /usr/etc instead of /etc, an empty /var, podman, a complete dpkg database,
+//! Keel's metadata. Packages are cached under $KEEL_TEST_CACHE, so only the first run
+//! downloads them.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keel_common::meta;
+use keel_compose::pipeline::{self, Options};
+
+fn cache_root() -> PathBuf {
+    std::env::var_os("KEEL_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/keel-tests"))
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .expect("running ostree");
+    assert!(
+        out.status.success(),
+        "ostree {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Names of the entries `ostree ls` lists in `dir` (its fifth column is the path; symlinks
+/// add `-> target` after it).
+fn ls_names(repo: &Path, commit: &str, dir: &str) -> BTreeSet<String> {
+    ostree(repo, &["ls", commit, dir])
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|path| *path != dir)
+        .filter_map(|path| path.rsplit('/').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn heavy_compose_host_treefile() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let treefile = workspace.join("treefiles/debian-host.toml");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    let options = Options {
+        treefile,
+        repo: repo.clone(),
+        cachedir: cache_root().join("compose-host"),
+    };
+    let report = pipeline::compose(&options).expect("composing treefiles/debian-host.toml");
+    let commit = report.commit.as_str();
+    eprintln!(
+        "host compose: {:.1} s, {} packages, tree {} MB, repository +{} MB, phases {:?}",
+        report.seconds,
+        report.packages,
+        report.tree_bytes / 1_000_000,
+        report.repo_bytes_added / 1_000_000,
+        report
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1}s", p.phase, p.seconds))
+            .collect::<Vec<_>>()
+    );
+
+    ostree(&repo, &["fsck"]);
+    assert_eq!(
+        ostree(&repo, &["rev-parse", &report.reference]).trim(),
+        commit
+    );
+
+    // Kernel and initramfs where ostree looks for them, with ostree's dracut module.
+    let kver = &report.kernel;
+    let moddir = format!("/usr/lib/modules/{kver}");
+    let files = ls_names(&repo, commit, &moddir);
+    assert!(files.contains("vmlinuz"), "{moddir}: {files:?}");
+    assert!(files.contains("initramfs.img"), "{moddir}: {files:?}");
+    let image = work.path().join("initramfs.img");
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["cat", commit, &format!("{moddir}/initramfs.img")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&image, &out.stdout).unwrap();
+    let listing = keel_compose::initramfs::list_file(&image).unwrap();
+    assert!(
+        listing
+            .names
+            .iter()
+            .any(|n| n.ends_with("ostree-prepare-root")),
+        "initramfs lacks ostree's module ({} entries)",
+        listing.names.len()
+    );
+    drop(out);
+
+    // The ostree layout.
+    let top = ls_names(&repo, commit, "/");
+    assert!(
+        !top.contains("etc"),
+        "/etc must not be in the commit: {top:?}"
+    );
+    assert!(top.contains("sysroot"), "{top:?}");
+    let usr = ls_names(&repo, commit, "/usr");
+    assert!(usr.contains("etc"), "/usr/etc missing: {usr:?}");
+    let var = ls_names(&repo, commit, "/var");
+    assert!(var.is_empty(), "/var must be empty: {var:?}");
+    let boot = ls_names(&repo, commit, "/boot");
+    assert!(boot.is_empty(), "/boot must be empty: {boot:?}");
+    assert_eq!(ostree(&repo, &["cat", commit, "/usr/etc/machine-id"]), "");
+    let storage = ostree(&repo, &["cat", commit, "/usr/etc/containers/storage.conf"]);
+    assert!(storage.contains("overlay"), "{storage}");
+    let tmpfiles = ostree(&repo, &["cat", commit, "/usr/lib/tmpfiles.d/keel-var.conf"]);
+    assert!(tmpfiles.contains("L /var/lib/dpkg "), "{tmpfiles}");
+    ostree(&repo, &["ls", commit, "/usr/bin/podman"]);
+
+    // Every resolved package is installed ('ii') in the dpkg database.
+    let status = ostree(&repo, &["cat", commit, "/usr/lib/sysimage/dpkg/status"]);
+    let mut installed = BTreeSet::new();
+    for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
+        let field = |key: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or("")
+        };
+        assert_eq!(
+            field("Status:"),
+            "install ok installed",
+            "package {}",
+            field("Package:")
+        );
+        installed.insert(field("Package:").to_string());
+    }
+    assert_eq!(
+        installed.len(),
+        report.packages,
+        "dpkg status vs resolved set"
+    );
+    for name in ["podman", "systemd", "ostree-boot", "dracut"] {
+        assert!(installed.contains(name), "{name} not installed");
+    }
+
+    // Keel's metadata.
+    for key in [
+        meta::VERSION,
+        meta::REF_BINDING,
+        meta::INPUT_HASH,
+        meta::PACKAGES,
+        meta::TREEFILE,
+        meta::TREEFILE_HASH,
+        meta::COMPOSER_VERSION,
+        meta::KERNEL_VERSION,
+    ] {
+        let value = ostree(
+            &repo,
+            &["show", &format!("--print-metadata-key={key}"), commit],
+        );
+        assert!(!value.trim().is_empty(), "metadata {key} empty");
+    }
+    let linux = ostree(
+        &repo,
+        &["show", "--print-metadata-key=ostree.linux", commit],
+    );
+    assert!(linux.contains(kver.as_str()), "{linux}");
+
+    let leftovers: Vec<_> = std::fs::read_dir(options.cachedir.join("tmp"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "scratch trees left: {leftovers:?}");
+}
