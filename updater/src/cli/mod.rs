@@ -38,19 +38,14 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the deployments, what they run and what is pending.
+    // Verbs without a doc comment here take their help from their Args struct.
     Status(status::Args),
-    /// Deploy a version or commit already in the local repo (e.g. go back on purpose).
     Deploy(deploy::Args),
-    /// Make the previous deployment boot next.
     Rollback(rollback::Args),
-    /// Remove unneeded deployments and prune unused repo objects.
     Cleanup(cleanup::Args),
-    /// Show or change kernel arguments (a new deployment carries the change).
     Kargs(kargs::Args),
-    /// Keep a deployment through upgrades and cleanup.
     Pin(pin::Args),
-    /// Release a pinned deployment.
+    /// Release a pinned deployment (INDEX or CHECKSUM as for `keel pin`).
     Unpin(pin::Args),
     /// Inspect the /etc merge.
     #[command(subcommand)]

@@ -3,10 +3,12 @@
 use crate::status;
 use anyhow::Result;
 
-/// Show the deployments in boot order: booted, staged, default, rollback and pinned ones, each
-/// with its version, commit, timestamp, origin, signature state (checked against the trusted
-/// keys), kernel arguments and package changes from the booted (or default) deployment; then
-/// any /etc conflicts the pending deployment has.
+/// Show the deployments, what they run and what is pending.
+///
+/// Lists the deployments in boot order (booted, staged, default, rollback and pinned ones marked),
+/// each with its version, commit, timestamp, origin, signature state (checked against the trusted
+/// keys), kernel arguments and package changes from the booted (or default) deployment; then any
+/// /etc conflicts the pending deployment has.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON (schema in docs/status-json.md, stable).
