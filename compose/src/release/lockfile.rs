@@ -4,8 +4,10 @@
 //! `<repo's parent dir>/<ref with '/' as '-'>.lock.json`, e.g. `work/keel-bookworm-x86_64-host.lock.json`
 //! for `work/repo` — outside the repo, so it is never served to hosts, and one per ref.
 //! `--write-lockfile FILE` puts it elsewhere. `--lockfile FILE` composes exactly the locked set:
-//! the solver is skipped, and each locked package must still exist in the repos with the same
-//! version, architecture and sha256, or the compose fails naming it.
+//! each locked package must still exist in the repos with the same version, architecture and
+//! sha256, or the compose fails naming it; the solver then runs with every package pinned to its
+//! locked version (only to order dependencies for install, no choices left) and must return
+//! exactly the locked set.
 
 use crate::package::{PackageSource, ResolvedPackage};
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,15 @@ pub enum LockError {
         version: String,
         locked: String,
         found: String,
+    },
+    #[error(
+        "lockfile {path}: the locked packages also need {name} {version}, which is not locked; \
+         the lockfile was edited or is incomplete: recompose without --lockfile"
+    )]
+    NotClosed {
+        path: PathBuf,
+        name: String,
+        version: String,
     },
     #[error("writing lockfile {path}: {source}")]
     Write {
@@ -170,39 +181,74 @@ impl Lockfile {
             .collect()
     }
 
-    /// Picks the locked packages out of the repos: `lookup(name, version, arch)` returns the
-    /// repos' candidates with that name, version and architecture. Each locked package must be
-    /// there with the locked sha256; the result is in the lockfile's order.
-    pub fn select(
+    /// Checks that every locked package is still in the repos: `lookup(name, version, arch)`
+    /// returns the sha256 of each candidate with that name, version and architecture; one must
+    /// equal the locked sha256.
+    pub fn check_available(
         &self,
         path: &Path,
-        lookup: impl Fn(&str, &str, &str) -> Vec<ResolvedPackage>,
-    ) -> Result<Vec<ResolvedPackage>, LockError> {
-        self.packages
-            .iter()
-            .map(|locked| {
-                let found = lookup(&locked.name, &locked.version, &locked.arch);
-                if let Some(p) = found.iter().find(|p| p.sha256 == locked.sha256) {
-                    return Ok(p.clone());
-                }
-                match found.first() {
-                    Some(other) => Err(LockError::Checksum {
-                        path: path.to_path_buf(),
-                        name: locked.name.clone(),
-                        version: locked.version.clone(),
-                        locked: locked.sha256.clone(),
-                        found: other.sha256.clone(),
-                    }),
-                    None => Err(LockError::Gone {
-                        path: path.to_path_buf(),
-                        name: locked.name.clone(),
-                        version: locked.version.clone(),
-                        arch: locked.arch.clone(),
-                        sha256: locked.sha256.clone(),
-                    }),
-                }
-            })
-            .collect()
+        lookup: impl Fn(&str, &str, &str) -> Vec<String>,
+    ) -> Result<(), LockError> {
+        for locked in &self.packages {
+            let found = lookup(&locked.name, &locked.version, &locked.arch);
+            if found.contains(&locked.sha256) {
+                continue;
+            }
+            return Err(match found.into_iter().next() {
+                Some(other) => LockError::Checksum {
+                    path: path.to_path_buf(),
+                    name: locked.name.clone(),
+                    version: locked.version.clone(),
+                    locked: locked.sha256.clone(),
+                    found: other,
+                },
+                None => LockError::Gone {
+                    path: path.to_path_buf(),
+                    name: locked.name.clone(),
+                    version: locked.version.clone(),
+                    arch: locked.arch.clone(),
+                    sha256: locked.sha256.clone(),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that `resolved` is exactly the locked set (same names, versions, architectures
+    /// and sha256): a lockfile that is not closed under dependencies is refused.
+    pub fn check_resolved(
+        &self,
+        path: &Path,
+        resolved: &[ResolvedPackage],
+    ) -> Result<(), LockError> {
+        let got = Self::from_resolved(&self.reference, resolved);
+        let key = |p: &LockedPackage| {
+            (
+                p.name.clone(),
+                p.version.clone(),
+                p.arch.clone(),
+                p.sha256.clone(),
+            )
+        };
+        let want: std::collections::BTreeSet<_> = self.packages.iter().map(key).collect();
+        let have: std::collections::BTreeSet<_> = got.packages.iter().map(key).collect();
+        if let Some((name, version, ..)) = have.difference(&want).next() {
+            return Err(LockError::NotClosed {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                version: version.clone(),
+            });
+        }
+        if let Some((name, version, arch, sha256)) = want.difference(&have).next() {
+            return Err(LockError::Gone {
+                path: path.to_path_buf(),
+                name: name.clone(),
+                version: version.clone(),
+                arch: arch.clone(),
+                sha256: sha256.clone(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -288,28 +334,27 @@ mod tests {
     }
 
     #[test]
-    fn select_checks_presence_and_checksum() {
+    fn locked_packages_must_still_exist_with_their_checksum() {
         let lock = Lockfile::from_resolved("r", &[pkg("a", "1", "aa"), pkg("b", "2", "bb")]);
         let p = Path::new("r.lock.json");
+        let lookup = |repos: &[ResolvedPackage], n: &str, v: &str, a: &str| -> Vec<String> {
+            repos
+                .iter()
+                .filter(|p| p.name == n && p.version == v && p.arch == a)
+                .map(|p| p.sha256.clone())
+                .collect()
+        };
         let repos = [
             pkg("a", "1", "aa"),
             pkg("b", "2", "bb"),
             pkg("b", "3", "b3"),
         ];
-        let lookup =
-            |repos: &[ResolvedPackage], n: &str, v: &str, a: &str| -> Vec<ResolvedPackage> {
-                repos
-                    .iter()
-                    .filter(|p| p.name == n && p.version == v && p.arch == a)
-                    .cloned()
-                    .collect()
-            };
-        let got = lock.select(p, |n, v, a| lookup(&repos, n, v, a)).unwrap();
-        assert_eq!(got, repos[..2].to_vec());
+        lock.check_available(p, |n, v, a| lookup(&repos, n, v, a))
+            .unwrap();
 
         let gone = [pkg("a", "1", "aa"), pkg("b", "3", "b3")];
         let msg = lock
-            .select(p, |n, v, a| lookup(&gone, n, v, a))
+            .check_available(p, |n, v, a| lookup(&gone, n, v, a))
             .unwrap_err()
             .to_string();
         assert!(
@@ -319,7 +364,7 @@ mod tests {
 
         let changed = [pkg("a", "1", "a-rebuilt"), pkg("b", "2", "bb")];
         let msg = lock
-            .select(p, |n, v, a| lookup(&changed, n, v, a))
+            .check_available(p, |n, v, a| lookup(&changed, n, v, a))
             .unwrap_err()
             .to_string();
         assert!(
@@ -327,6 +372,31 @@ mod tests {
             "{msg}"
         );
         assert_eq!(lock.pinned_request(), ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn resolution_must_be_exactly_the_locked_set() {
+        let lock = Lockfile::from_resolved("r", &[pkg("a", "1", "aa"), pkg("b", "2", "bb")]);
+        let p = Path::new("r.lock.json");
+        lock.check_resolved(p, &[pkg("b", "2", "bb"), pkg("a", "1", "aa")])
+            .unwrap();
+        let msg = lock
+            .check_resolved(
+                p,
+                &[
+                    pkg("a", "1", "aa"),
+                    pkg("b", "2", "bb"),
+                    pkg("c", "3", "cc"),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("also need c 3, which is not locked"), "{msg}");
+        let msg = lock
+            .check_resolved(p, &[pkg("a", "1", "aa")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("locked package b 2"), "{msg}");
     }
 
     #[test]

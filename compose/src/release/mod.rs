@@ -7,6 +7,7 @@ pub mod inputs;
 pub mod lockfile;
 pub mod publish;
 pub mod signing;
+pub mod steps;
 pub mod version;
 
 use ostree::glib;
