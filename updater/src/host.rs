@@ -167,7 +167,8 @@ impl Host {
             .repo()
             .read_commit(commit, gio::Cancellable::NONE)
             .with_context(|| format!("reading commit {commit}"))?;
-        let new_defaults = etc_plan::read_tree(&root.resolve_relative_path("usr/etc"))?;
+        let new_defaults = etc_plan::read_tree(&root.resolve_relative_path("usr/etc"))
+            .with_context(|| format!("reading /usr/etc of commit {commit}"))?;
         self.etc_plan_against(&merge, &new_defaults)
     }
 

@@ -175,6 +175,9 @@ fn status_shows_signature_and_package_diff() {
         vec![("bash".to_string(), "5.2".to_string(), "5.1".to_string())]
     );
     assert!(s.deployments[1].rollback && s.deployments[0].default);
+    let pending = s.pending_etc.unwrap();
+    assert_eq!(pending.checksum, v2);
+    assert!(pending.applied && pending.conflicts.is_empty());
 }
 
 /// v1 ships `name` with `v1`; the admin does `local` to /etc; v2 ships `v2_tree`. Returns the
