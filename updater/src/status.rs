@@ -31,6 +31,9 @@ pub struct HostStatus {
     pub deployments: Vec<DeploymentStatus>,
     /// The /etc merge of the pending deployment, when one is pending.
     pub pending_etc: Option<PendingEtc>,
+    /// Problems that did not stop the status from being read (a broken config drop-in or key
+    /// file), each saying what to fix.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -79,8 +82,15 @@ pub struct PendingEtc {
 /// Reads everything `keel status` shows.
 pub fn collect(host: &Host) -> Result<HostStatus> {
     let root = host.config_root();
-    let remote = config::load(&root)?.remote;
-    let (trusted, revoked) = keys::trusted_keys(&root)?;
+    let mut warnings = Vec::new();
+    let remote = config::load(&root).map(|c| c.remote).unwrap_or_else(|e| {
+        warnings.push(format!("{e:#}"));
+        None
+    });
+    let (trusted, revoked) = keys::trusted_keys(&root).unwrap_or_else(|e| {
+        warnings.push(format!("{e:#}; signatures cannot be checked"));
+        (Vec::new(), Vec::new())
+    });
     let deployments = host.deployments();
     let booted = host.booted_deployment();
     let reference = host.reference_deployment();
@@ -130,6 +140,7 @@ pub fn collect(host: &Host) -> Result<HostStatus> {
         remote,
         deployments: out,
         pending_etc,
+        warnings,
     })
 }
 
@@ -213,6 +224,9 @@ pub fn render(status: &HostStatus) -> String {
                 let _ = writeln!(out, "  /etc/{}: {}", c.path, c.reason);
             }
         }
+    }
+    for w in &status.warnings {
+        let _ = writeln!(out, "\nWarning: {w}");
     }
     out
 }
@@ -344,6 +358,7 @@ mod tests {
                     reason: "modified locally, and the new version makes it a directory".into(),
                 }],
             }),
+            warnings: vec!["etc/keel/trusted.ed25519.d/x.pub: bad".into()],
         };
         let want = "\
 OS: keel in / (booted)
@@ -368,6 +383,8 @@ Remote: keel:keel/stable at http://127.0.0.1:1/repo
 
 /etc conflicts for 000000000000 (see `keel etc plan`):
   /etc/foo.d: modified locally, and the new version makes it a directory
+
+Warning: etc/keel/trusted.ed25519.d/x.pub: bad
 ";
         assert_eq!(render(&status), want);
         let json = serde_json::to_value(&status).unwrap();
@@ -387,6 +404,7 @@ Remote: keel:keel/stable at http://127.0.0.1:1/repo
             remote: None,
             deployments: vec![],
             pending_etc: None,
+            warnings: vec![],
         };
         assert_eq!(
             render(&status),

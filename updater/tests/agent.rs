@@ -175,9 +175,20 @@ fn status_shows_signature_and_package_diff() {
         vec![("bash".to_string(), "5.2".to_string(), "5.1".to_string())]
     );
     assert!(s.deployments[1].rollback && s.deployments[0].default);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let pending = s.pending_etc.unwrap();
     assert_eq!(pending.checksum, v2);
     assert!(pending.applied && pending.conflicts.is_empty());
+
+    // A broken key file does not hide the deployments; it is named in a warning.
+    std::fs::write(keys.join("broken.pub"), "not a key\n").unwrap();
+    let s = status::collect(&host).unwrap();
+    assert_eq!(s.deployments.len(), 2);
+    assert!(matches!(
+        s.deployments[0].signature,
+        SignatureState::Invalid { .. }
+    ));
+    assert!(s.warnings[0].contains("broken.pub"), "{:?}", s.warnings);
 }
 
 /// v1 ships `name` with `v1`; the admin does `local` to /etc; v2 ships `v2_tree`. Returns the
