@@ -2,26 +2,28 @@
 //! space or tab, paragraphs separated by blank lines, `#` comment lines (as in `*.sources`).
 //! Used for `Packages`, `InRelease` bodies, `dpkg-deb -f` output and `*.sources` files.
 
+use std::borrow::Cow;
 use thiserror::Error;
 
-/// One paragraph: fields in file order. Field names compare case-insensitively.
+/// One paragraph: fields in file order, borrowed from the parsed text where a value is one
+/// line (most are; an index has millions of fields). Field names compare case-insensitively.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Paragraph {
-    fields: Vec<(String, String)>,
+pub struct Paragraph<'a> {
+    fields: Vec<(&'a str, Cow<'a, str>)>,
 }
 
-impl Paragraph {
+impl Paragraph<'_> {
     /// The value of `name` (case-insensitive). Multi-line values keep their lines joined by
     /// `\n`, with the leading space of each continuation line removed.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.fields.iter().map(|(k, v)| (*k, v.as_ref()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -38,7 +40,7 @@ pub enum ControlError {
 }
 
 /// Parses every paragraph of `text`. Empty paragraphs (several blank lines) are skipped.
-pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
+pub fn parse(text: &str) -> Result<Vec<Paragraph<'_>>, ControlError> {
     let mut out = Vec::new();
     let mut current = Paragraph::default();
     for (index, raw) in text.lines().enumerate() {
@@ -60,6 +62,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
                 });
             };
             let rest = &line[1..];
+            let value = value.to_mut();
             value.push('\n');
             // A lone "." stands for an empty line inside a multi-line value.
             value.push_str(if rest.trim() == "." { "" } else { rest });
@@ -73,7 +76,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, ControlError> {
         };
         current
             .fields
-            .push((key.trim().to_string(), value.trim().to_string()));
+            .push((key.trim(), Cow::Borrowed(value.trim())));
     }
     if !current.is_empty() {
         out.push(current);

@@ -80,83 +80,76 @@ pub fn parse_field(text: &str) -> Result<Vec<Group>, RelationError> {
         .collect()
 }
 
-/// Parses one alternative, e.g. `libc6:any (>= 2.36) [amd64] <!stage1>`.
+/// Parses one alternative, e.g. `libc6:any (>= 2.36) [amd64] <!stage1>`: a name, then in
+/// any order a `(OP VERSION)`, an `[arch ...]` list and `<profile ...>` lists (ignored:
+/// build profiles do not matter for binary packages). Works on slices, without copying.
 pub fn parse_relation(text: &str) -> Result<Relation, RelationError> {
     let whole = text.trim();
     let err_unclosed = || RelationError::Unclosed(whole.to_string());
-    // Build profiles are irrelevant for binary packages: drop every <...>.
-    let mut rest = String::with_capacity(whole.len());
-    let mut chars = whole.chars();
-    let mut in_parens = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '(' => in_parens = true,
-            ')' => in_parens = false,
-            '<' if !in_parens => {
-                if !chars.by_ref().any(|c| c == '>') {
-                    return Err(err_unclosed());
-                }
-                continue;
-            }
-            _ => {}
-        }
-        rest.push(c);
-    }
-    let mut rest = rest.trim().to_string();
-
-    let mut arch_restrictions = Vec::new();
-    if let Some(open) = rest.find('[') {
-        let close = rest[open..].find(']').ok_or_else(err_unclosed)? + open;
-        arch_restrictions = rest[open + 1..close]
-            .split_whitespace()
-            .map(|a| match a.strip_prefix('!') {
-                Some(a) => (true, a.to_string()),
-                None => (false, a.to_string()),
-            })
-            .collect();
-        rest.replace_range(open..=close, "");
-    }
-
-    let mut constraint = None;
-    if let Some(open) = rest.find('(') {
-        let close = rest[open..].find(')').ok_or_else(err_unclosed)? + open;
-        let inner = rest[open + 1..close].trim();
-        let split = inner
-            .find(|c: char| !matches!(c, '<' | '>' | '='))
-            .unwrap_or(inner.len());
-        let (op, version) = inner.split_at(split);
-        let op: Op = op
-            .trim()
-            .parse()
-            .map_err(|e| RelationError::BadConstraint(whole.to_string(), e))?;
-        let version: Version =
-            version
-                .trim()
-                .parse()
-                .map_err(|e: super::version::VersionError| {
-                    RelationError::BadConstraint(whole.to_string(), e.to_string())
-                })?;
-        constraint = Some((op, version));
-        rest.replace_range(open..=close, "");
-    }
-
-    let name_part = rest.trim();
+    let name_end = whole.find(['(', '[', '<']).unwrap_or(whole.len());
+    let name_part = whole[..name_end].trim();
     if name_part.is_empty() || name_part.contains(char::is_whitespace) {
         return Err(RelationError::NoName(whole.to_string()));
     }
+    let mut constraint = None;
+    let mut arch_restrictions = Vec::new();
+    let mut rest = whole[name_end..].trim_start();
+    while let Some(open) = rest.chars().next() {
+        let close = match open {
+            '(' => ')',
+            '[' => ']',
+            '<' => '>',
+            _ => return Err(RelationError::NoName(whole.to_string())),
+        };
+        let end = rest.find(close).ok_or_else(err_unclosed)?;
+        let inner = rest[1..end].trim();
+        match open {
+            '(' => constraint = Some(parse_constraint(inner, whole)?),
+            '[' => {
+                arch_restrictions = inner
+                    .split_whitespace()
+                    .map(|a| match a.strip_prefix('!') {
+                        Some(a) => (true, a.to_string()),
+                        None => (false, a.to_string()),
+                    })
+                    .collect()
+            }
+            _ => {}
+        }
+        rest = rest[end + 1..].trim_start();
+    }
     let (name, arch_qualifier) = match name_part.split_once(':') {
-        Some((n, q)) => (n.to_string(), Some(q.to_string())),
-        None => (name_part.to_string(), None),
+        Some((n, q)) => (n, Some(q.to_string())),
+        None => (name_part, None),
     };
     if name.is_empty() {
         return Err(RelationError::NoName(whole.to_string()));
     }
     Ok(Relation {
-        name,
+        name: name.to_string(),
         arch_qualifier,
         constraint,
         arch_restrictions,
     })
+}
+
+/// `>= 1.2` inside the parentheses of a relation.
+fn parse_constraint(inner: &str, whole: &str) -> Result<(Op, Version), RelationError> {
+    let split = inner
+        .find(|c: char| !matches!(c, '<' | '>' | '='))
+        .unwrap_or(inner.len());
+    let (op, version) = inner.split_at(split);
+    let op: Op = op
+        .trim()
+        .parse()
+        .map_err(|e| RelationError::BadConstraint(whole.to_string(), e))?;
+    let version: Version = version
+        .trim()
+        .parse()
+        .map_err(|e: super::version::VersionError| {
+            RelationError::BadConstraint(whole.to_string(), e.to_string())
+        })?;
+    Ok((op, version))
 }
 
 #[cfg(test)]

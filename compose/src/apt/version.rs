@@ -10,9 +10,11 @@ use thiserror::Error;
 #[derive(Clone, Debug)]
 pub struct Version {
     epoch: u32,
-    upstream: String,
-    revision: String,
+    /// The version as written; `upstream` and `revision` are byte ranges of it (one
+    /// allocation per version: indices hold hundreds of thousands of them).
     text: String,
+    upstream: std::ops::Range<usize>,
+    revision: std::ops::Range<usize>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -35,19 +37,23 @@ impl FromStr for Version {
         if text.is_empty() {
             return Err(VersionError::Empty(s.to_string()));
         }
-        let (epoch, rest) = match text.split_once(':') {
-            Some((e, rest)) => (
+        let (epoch, rest_start) = match text.split_once(':') {
+            Some((e, _)) => (
                 e.parse::<u32>()
                     .map_err(|_| VersionError::BadEpoch(text.to_string()))?,
-                rest,
+                e.len() + 1,
             ),
-            None => (0, text),
+            None => (0, 0),
         };
-        let (upstream, revision) = match rest.rsplit_once('-') {
-            Some((u, r)) => (u, r),
-            None => (rest, ""),
+        let rest = &text[rest_start..];
+        let (upstream, revision) = match rest.rfind('-') {
+            Some(dash) => (
+                rest_start..rest_start + dash,
+                rest_start + dash + 1..text.len(),
+            ),
+            None => (rest_start..text.len(), text.len()..text.len()),
         };
-        if !upstream.starts_with(|c: char| c.is_ascii_digit()) {
+        if !text[upstream.clone()].starts_with(|c: char| c.is_ascii_digit()) {
             return Err(VersionError::NoLeadingDigit(text.to_string()));
         }
         if let Some(c) = rest
@@ -58,9 +64,9 @@ impl FromStr for Version {
         }
         Ok(Self {
             epoch,
-            upstream: upstream.to_string(),
-            revision: revision.to_string(),
             text: text.to_string(),
+            upstream,
+            revision,
         })
     }
 }
@@ -76,14 +82,22 @@ impl Version {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    fn upstream(&self) -> &str {
+        &self.text[self.upstream.clone()]
+    }
+
+    fn revision(&self) -> &str {
+        &self.text[self.revision.clone()]
+    }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         self.epoch
             .cmp(&other.epoch)
-            .then_with(|| compare_part(&self.upstream, &other.upstream))
-            .then_with(|| compare_part(&self.revision, &other.revision))
+            .then_with(|| compare_part(self.upstream(), other.upstream()))
+            .then_with(|| compare_part(self.revision(), other.revision()))
     }
 }
 
@@ -107,8 +121,8 @@ impl std::hash::Hash for Version {
     /// duplicate entry in a hash-consed table.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.epoch.hash(state);
-        self.upstream.hash(state);
-        self.revision.hash(state);
+        self.upstream().hash(state);
+        self.revision().hash(state);
     }
 }
 
