@@ -176,9 +176,26 @@ fn status_shows_signature_and_package_diff() {
     );
     assert!(s.deployments[1].rollback && s.deployments[0].default);
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
-    let pending = s.pending_etc.unwrap();
+    let pending = s.pending_etc.clone().unwrap();
     assert_eq!(pending.checksum, v2);
     assert!(pending.applied && pending.conflicts.is_empty());
+
+    // Every field the JSON has is documented in docs/status-json.md.
+    let json = serde_json::to_value(&s).unwrap();
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/status-json.md"
+    ))
+    .unwrap();
+    let mut fields = Vec::new();
+    json_keys(&json, &mut fields);
+    assert!(fields.len() > 25, "{fields:?}");
+    for key in fields {
+        assert!(
+            docs.contains(&format!("`{key}`")),
+            "{key} is not in docs/status-json.md"
+        );
+    }
 
     // A broken key file does not hide the deployments; it is named in a warning.
     std::fs::write(keys.join("broken.pub"), "not a key\n").unwrap();
@@ -189,6 +206,19 @@ fn status_shows_signature_and_package_diff() {
         SignatureState::Invalid { .. }
     ));
     assert!(s.warnings[0].contains("broken.pub"), "{:?}", s.warnings);
+}
+
+fn json_keys(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                out.push(k.clone());
+                json_keys(v, out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_keys(v, out)),
+        _ => {}
+    }
 }
 
 /// v1 ships `name` with `v1`; the admin does `local` to /etc; v2 ships `v2_tree`. Returns the
