@@ -74,6 +74,8 @@ pub struct Report {
     pub phases: Vec<PhaseTime>,
     pub seconds: f64,
     pub no_op: bool,
+    /// Signature, static deltas and lockfile (see `release::steps`).
+    pub release: release::steps::ReleaseReport,
 }
 
 impl Report {
@@ -182,6 +184,14 @@ impl Phases {
 
 /// Runs the whole compose (see the module documentation).
 pub fn compose(options: &Options) -> anyhow::Result<Report> {
+    compose_with(options, &release::steps::ReleaseOptions::default())
+}
+
+/// [`compose`] with release options (`--version`, `--sign-key`, `--force`, lockfiles, deltas).
+pub fn compose_with(
+    options: &Options,
+    release_options: &release::steps::ReleaseOptions,
+) -> anyhow::Result<Report> {
     let interrupt = Interrupt::install();
     let mut phases = Phases {
         started: Instant::now(),
@@ -199,14 +209,42 @@ pub fn compose(options: &Options) -> anyhow::Result<Report> {
             options.cachedir.display()
         )
     })?;
-    let packages = phases.run("resolve", || resolve(&tf, &options.cachedir))?;
+    let prepared = release::steps::prepare(release_options, &tf.reference)?;
+    let packages = phases.run("resolve", || {
+        resolve(&tf, &options.cachedir, prepared.lockfile.as_ref())
+    })?;
     eprintln!("keel-compose: {} packages", packages.len());
     let input_hash =
         release::inputs::input_hash(&tf.hash, &packages, release::inputs::COMPOSER_VERSION);
 
+    if let Some(unchanged) = release::steps::unchanged_commit(
+        &options.repo,
+        &tf.reference,
+        &input_hash,
+        release_options.force,
+    )? {
+        eprintln!(
+            "keel-compose: {} already has these inputs; nothing to do (--force composes anyway)",
+            tf.reference
+        );
+        return Ok(Report {
+            commit: unchanged.commit,
+            reference: tf.reference.clone(),
+            version: unchanged.version,
+            packages: packages.len(),
+            kernel: unchanged.kernel,
+            tree_bytes: 0,
+            repo_bytes_added: 0,
+            seconds: phases.started.elapsed().as_secs_f64(),
+            phases: phases.times,
+            no_op: true,
+            release: Default::default(),
+        });
+    }
+
     // Nothing is written to the repository before this point.
     let repo = commit::open_or_create(&options.repo)?;
-    let version = choose_version(&repo, &tf)?;
+    let version = choose_version(&repo, &tf, release_options.version.as_deref())?;
 
     let debs = phases.run("fetch", || {
         fetch::fetch(&packages, &options.cachedir, FETCH_JOBS).context("fetching packages")
@@ -299,7 +337,18 @@ pub fn compose(options: &Options) -> anyhow::Result<Report> {
     })?;
     eprintln!("keel-compose: {} is now {checksum}", tf.reference);
 
-    // Release steps (signatures, static deltas, summary) go here, after the ref moved.
+    let release_report = phases.run("publish", || {
+        release::steps::publish_commit(
+            &repo,
+            &options.repo,
+            &checksum,
+            &tf.reference,
+            tf.static_deltas,
+            &packages,
+            release_options,
+            &prepared,
+        )
+    })?;
 
     let repo_bytes_after = commit::objects_bytes(&options.repo)?;
     Ok(Report {
@@ -313,6 +362,7 @@ pub fn compose(options: &Options) -> anyhow::Result<Report> {
         seconds: phases.started.elapsed().as_secs_f64(),
         phases: phases.times,
         no_op: false,
+        release: release_report,
     })
 }
 
@@ -371,7 +421,11 @@ pub fn debian_arch(rust_arch: &str) -> Option<&'static str> {
     })
 }
 
-fn resolve(tf: &Treefile, cachedir: &Path) -> anyhow::Result<Vec<ResolvedPackage>> {
+fn resolve(
+    tf: &Treefile,
+    cachedir: &Path,
+    locked: Option<&(release::lockfile::Lockfile, PathBuf)>,
+) -> anyhow::Result<Vec<ResolvedPackage>> {
     let (specs, locals) = repo_sources(&tf.repos, Path::new(MACHINE_SOURCES_DIR))?;
     let arch = debian_arch(std::env::consts::ARCH).with_context(|| {
         format!(
@@ -386,16 +440,23 @@ fn resolve(tf: &Treefile, cachedir: &Path) -> anyhow::Result<Vec<ResolvedPackage
         exclude: tf.exclude_packages.clone(),
         recommends: tf.recommends,
     };
+    if let Some((lock, path)) = locked {
+        return release::steps::resolve_locked(&universe, lock, path);
+    }
     depsolve::resolve(&universe, &request)
         .with_context(|| format!("resolving the packages of {}", tf.path.display()))
 }
 
-fn choose_version(repo: &ostree::Repo, tf: &Treefile) -> anyhow::Result<String> {
+fn choose_version(
+    repo: &ostree::Repo,
+    tf: &Treefile,
+    explicit: Option<&str>,
+) -> anyhow::Result<String> {
     let existing = release::version::ref_history_versions(repo, &tf.reference)
         .with_context(|| format!("reading the versions on {}", tf.reference))?;
     let today = chrono::Local::now().date_naive();
     let chosen = release::version::choose(
-        None,
+        explicit,
         tf.automatic_version_prefix.as_deref(),
         today,
         &existing,

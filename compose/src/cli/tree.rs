@@ -31,6 +31,9 @@ pub struct TreeArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub release: crate::release::steps::ReleaseOptions,
 }
 
 pub fn run(args: TreeArgs) -> anyhow::Result<()> {
@@ -39,7 +42,7 @@ pub fn run(args: TreeArgs) -> anyhow::Result<()> {
         repo: args.repo,
         cachedir: args.cachedir,
     };
-    let report = pipeline::compose(&options)?;
+    let report = pipeline::compose_with(&options, &args.release)?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
         println!("{text}");
