@@ -120,6 +120,20 @@ fn heavy_compose_host_treefile() {
     assert!(tmpfiles.contains("L /var/lib/dpkg "), "{tmpfiles}");
     ostree(&repo, &["ls", commit, "/usr/bin/podman"]);
 
+    // Units from the treefile are enabled; its postprocess script disabled apt's timers.
+    let wants = ls_names(
+        &repo,
+        commit,
+        "/usr/etc/systemd/system/multi-user.target.wants",
+    );
+    assert!(wants.contains("systemd-networkd.service"), "{wants:?}");
+    let timers = ls_names(&repo, commit, "/usr/etc/systemd/system/timers.target.wants");
+    assert!(!timers.contains("apt-daily.timer"), "{timers:?}");
+    ostree(
+        &repo,
+        &["ls", commit, "/usr/etc/systemd/system/default.target"],
+    );
+
     // Every resolved package is installed ('ii') in the dpkg database.
     let status = ostree(&repo, &["cat", commit, "/usr/lib/sysimage/dpkg/status"]);
     let mut installed = BTreeSet::new();
