@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod delta;
 pub mod etc_plan;
 pub mod host;
 pub mod keys;

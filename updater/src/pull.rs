@@ -7,11 +7,12 @@
 //! only a verified checksum is handed to [`pull_content`].
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use ostree::{gio, glib, glib::prelude::*};
+use ostree::gio::prelude::*;
+use ostree::{gio, glib};
 
 /// The biggest metadata file we read into memory (ostree's own limit for metadata is 10 MB).
 const MAX_METADATA: u64 = 10 * 1024 * 1024;
@@ -31,6 +32,14 @@ pub enum FetchError {
         url: String,
         what: &'static str,
         reason: String,
+    },
+    #[error("interrupted; what arrived is kept, run the command again to resume")]
+    Cancelled,
+    #[error("{url}: its sha256 is {actual}, the delta's superblock says {expected}; the server sent a damaged file")]
+    Corrupt {
+        url: String,
+        expected: String,
+        actual: String,
     },
     #[error("the remote's summary lists no ref {reference}; published refs: {available}")]
     NoSuchRef {
@@ -125,19 +134,63 @@ impl RemoteFiles {
         Ok((bytes, detached))
     }
 
-    /// Bytes a static delta `from` -> `to` would download (superblock and parts), or `None`
-    /// when the remote publishes no such delta.
-    pub fn delta_size(&self, from: &str, to: &str) -> Result<Option<u64>, FetchError> {
-        let path = format!("{}/superblock", delta_dir(from, to));
-        let Some(bytes) = self.get_optional(&path)? else {
-            return Ok(None);
+    /// Streams a file of at most `limit` bytes to `dest` (through `dest.part` and a rename),
+    /// checking `cancellable` between chunks; returns the bytes written.
+    pub fn download(
+        &self,
+        path: &str,
+        dest: &Path,
+        limit: u64,
+        cancellable: &gio::Cancellable,
+    ) -> Result<u64, FetchError> {
+        let url = self.url(path);
+        let local = |e: std::io::Error| FetchError::Local {
+            url: dest.display().to_string(),
+            reason: e.to_string(),
         };
-        let parts = superblock_download_size(&bytes).map_err(|reason| FetchError::Malformed {
-            url: self.url(&path),
-            what: "static delta superblock",
-            reason,
-        })?;
-        Ok(Some(bytes.len() as u64 + parts))
+        let mut reader: Box<dyn Read> = if let Some(file) = url.strip_prefix("file://") {
+            Box::new(std::fs::File::open(file).map_err(|e| FetchError::Local {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?)
+        } else {
+            match self.agent.get(&url).call() {
+                Ok(r) => r.into_reader(),
+                Err(ureq::Error::Status(status, _)) => {
+                    return Err(FetchError::Status { url, status })
+                }
+                Err(e) => {
+                    return Err(FetchError::Transport {
+                        url,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        };
+        let partial = dest.with_extension("part");
+        let mut out = std::fs::File::create(&partial).map_err(local)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            if cancellable.is_cancelled() {
+                return Err(FetchError::Cancelled);
+            }
+            let n = reader.read(&mut buf).map_err(|e| FetchError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > limit {
+                return Err(FetchError::TooBig { url });
+            }
+            out.write_all(&buf[..n]).map_err(local)?;
+        }
+        out.sync_all().map_err(local)?;
+        std::fs::rename(&partial, dest).map_err(local)?;
+        Ok(total)
     }
 }
 
@@ -192,51 +245,6 @@ fn split_checksum(checksum: &str) -> (&str, &str) {
     checksum.split_at(checksum.len().min(2))
 }
 
-/// ostree's "modified base64" of a checksum: standard alphabet with `/` as `_`, no padding.
-fn mbase64(checksum: &str) -> String {
-    let bytes = hex::decode(checksum).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD_NO_PAD
-        .encode(bytes)
-        .replace('/', "_")
-}
-
-/// Where a static delta lives in an archive repo: `deltas/FR/OM-TO`.
-pub fn delta_dir(from: &str, to: &str) -> String {
-    let from = mbase64(from);
-    let (head, tail) = from.split_at(from.len().min(2));
-    format!("deltas/{head}/{tail}-{}", mbase64(to))
-}
-
-/// Sum of the compressed sizes of a superblock's parts and fallback objects.
-pub fn superblock_download_size(bytes: &[u8]) -> Result<u64, String> {
-    let ty = glib::VariantTy::new("(a{sv}tayay(a{sv}aya(say)sstayay)aya(uayttay)a(yaytt))")
-        .map_err(|e| e.to_string())?;
-    let v = glib::Variant::from_bytes_with_type(&glib::Bytes::from(bytes), ty);
-    if !v.is_normal_form() {
-        return Err("not in GVariant normal form".into());
-    }
-    let dict = glib::VariantDict::new(Some(&v.child_value(0)));
-    let big_endian = dict.lookup::<u8>("ostree.endianness").ok().flatten() == Some(b'B');
-    let fix = |raw: u64| {
-        if big_endian {
-            u64::from_be(raw)
-        } else {
-            u64::from_le(raw)
-        }
-    };
-    let mut total = 0u64;
-    for part in v.child_value(6).iter() {
-        total = total.saturating_add(fix(part.child_value(2).get::<u64>().unwrap_or_default()));
-    }
-    for fallback in v.child_value(7).iter() {
-        total = total.saturating_add(fix(fallback
-            .child_value(2)
-            .get::<u64>()
-            .unwrap_or_default()));
-    }
-    Ok(total)
-}
-
 /// A snapshot of a running pull, from libostree's progress.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PullProgress {
@@ -274,7 +282,7 @@ pub struct PullRequest<'a> {
 pub fn pull_content(
     repo: &ostree::Repo,
     request: &PullRequest<'_>,
-    on_progress: Box<dyn Fn(&PullProgress)>,
+    on_progress: std::rc::Rc<dyn Fn(&PullProgress)>,
     cancellable: &gio::Cancellable,
 ) -> Result<PullStats, glib::Error> {
     let options = glib::VariantDict::new(None);
@@ -335,19 +343,6 @@ fn number(p: &ostree::AsyncProgress, key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn delta_paths_use_ostrees_modified_base64() {
-        // Layout seen in a repo made by `ostree static-delta generate`.
-        assert_eq!(
-            delta_dir(
-                "3d66eca04f9f25b42587d66304911987e155664bd5c430eb24cd9d29397ce6a8",
-                "a0aa804beab0af1dfccd75005fd5848e6a9b176df00e66a1e0cda666eee368c5"
-            ),
-            "deltas/PW/bsoE+fJbQlh9ZjBJEZh+FVZkvVxDDrJM2dKTl85qg-oKqAS+qwrx38zXUAX9WEjmqbF23wDmah4M2mZu7jaMU"
-        );
-        assert!(mbase64(&"ff".repeat(32)).contains('_'));
-    }
 
     #[test]
     fn summary_refs_are_read_and_garbage_refused() {

@@ -7,12 +7,14 @@
 //! the whole commit arrived.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use ostree::{gio, glib};
 use serde::Serialize;
 
 use crate::config::{self, RemoteConfig};
+use crate::delta;
 use crate::host::Host;
 use crate::pull::{self, PullProgress, PullRequest, PullStats, RemoteFiles};
 use crate::verify::{self, CommitInfo, Policy};
@@ -154,7 +156,9 @@ pub fn run(
     let verified = verify::verify_commit(&new_checksum, &bytes, detached.as_ref(), &policy)?;
 
     let delta_size = match &current {
-        Some(c) if !up_to_date => files.delta_size(&c.checksum, &new_checksum).ok().flatten(),
+        Some(c) if !up_to_date => delta::download_size(&files, &c.checksum, &new_checksum)
+            .ok()
+            .flatten(),
         _ => None,
     };
     let mut report = Report {
@@ -181,14 +185,29 @@ pub fn run(
         return Ok(report);
     }
 
+    let on_progress: Rc<dyn Fn(&PullProgress)> = Rc::from(on_progress);
+    let from = current.as_ref().map(|c| c.checksum.clone());
+    let via_delta = match from {
+        Some(from) => fetch_and_apply_delta(&repo, &files, &from, &new_checksum, &on_progress, cancellable)
+            .map_err(|e| e.context(format!(
+                "applying the static delta to {new_checksum} for {reference} failed; nothing was deployed and the ref did not move"
+            )))?,
+        None => None,
+    };
     let pull_request = PullRequest {
         remote: &remote.name,
         reference: &reference,
         checksum: &new_checksum,
         network_retries: request.network_retries,
     };
-    let stats = pull::pull_content(&repo, &pull_request, on_progress, cancellable)
+    let mut stats = pull::pull_content(&repo, &pull_request, on_progress, cancellable)
         .map_err(|e| explain_pull_error(e, &reference, &new_checksum))?;
+    if let Some(fetched) = via_delta {
+        stats.used_delta = true;
+        stats.progress.bytes_transferred += fetched.bytes;
+        stats.progress.delta_parts_fetched = fetched.parts as u32;
+        stats.progress.delta_parts_total = fetched.parts as u32;
+    }
     report.pulled = Some(stats);
     if request.mode == Mode::DownloadOnly {
         return Ok(report);
@@ -245,6 +264,39 @@ fn follow_ref(host: &Host, remote: &RemoteConfig, reference: &str) -> Result<()>
     std::fs::write(&tmp, config::remote_dropin(&updated)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Downloads and applies the static delta `from` -> `to` when the remote publishes one (see
+/// `delta` for why we do not leave this to libostree's pull). `None` when there is none.
+fn fetch_and_apply_delta(
+    repo: &ostree::Repo,
+    files: &RemoteFiles,
+    from: &str,
+    to: &str,
+    on_progress: &Rc<dyn Fn(&PullProgress)>,
+    cancellable: &gio::Cancellable,
+) -> Result<Option<delta::Downloaded>> {
+    let Some(dir) = delta::cache_dir(repo, from, to) else {
+        return Ok(None);
+    };
+    let start = std::time::Instant::now();
+    let report = |done: usize, total: usize, bytes: u64| {
+        on_progress(&PullProgress {
+            bytes_transferred: bytes,
+            delta_parts_fetched: done as u32,
+            delta_parts_total: total as u32,
+            rate: (bytes as f64 / start.elapsed().as_secs_f64().max(0.001)) as u64,
+            ..PullProgress::default()
+        })
+    };
+    let Some(downloaded) = delta::download(files, from, to, &dir, cancellable, &report)? else {
+        return Ok(None);
+    };
+    let applied = delta::apply(repo, &dir, cancellable);
+    // Applied, or damaged beyond what the part checksums caught: either way start afresh.
+    let _ = std::fs::remove_dir_all(&dir);
+    applied.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    Ok(Some(downloaded))
 }
 
 /// Turns libostree's pull error into one that says what happened to the host and what to do.

@@ -412,7 +412,7 @@ fn corrupted_objects_on_the_server_are_refused() {
     // A flipped byte in the delta part: libostree's pull fails, the ref does not move.
     let delta_dir = w
         .server_repo
-        .join(keel_updater::pull::delta_dir(&w.v1, &v2));
+        .join(keel_updater::delta::delta_dir(&w.v1, &v2));
     let part = delta_dir.join("0");
     let mut bytes = std::fs::read(&part).unwrap();
     let middle = bytes.len() / 2;
