@@ -262,7 +262,7 @@ impl Host {
                 )
                 .with_context(|| what.clone())?;
         } else {
-            let new = self
+            let written = self
                 .sysroot
                 .deploy_tree_with_options(
                     Some(&self.osname),
@@ -272,16 +272,22 @@ impl Host {
                     Some(&opts),
                     gio::Cancellable::NONE,
                 )
-                .with_context(|| what.clone())?;
-            self.sysroot
-                .simple_write_deployment(
-                    Some(&self.osname),
-                    &new,
-                    merge.as_ref(),
-                    ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN,
-                    gio::Cancellable::NONE,
-                )
-                .with_context(|| what.clone())?;
+                .and_then(|new| {
+                    self.sysroot.simple_write_deployment(
+                        Some(&self.osname),
+                        &new,
+                        merge.as_ref(),
+                        ostree::SysrootSimpleWriteDeploymentFlags::NO_CLEAN,
+                        gio::Cancellable::NONE,
+                    )
+                });
+            if let Err(e) = written {
+                // The boot entries did not change; drop the half-written checkout with them.
+                let _ = self.sysroot.prepare_cleanup(gio::Cancellable::NONE);
+                return Err(
+                    anyhow::Error::new(e).context(format!("{what}; the deployments are unchanged"))
+                );
+            }
             self.cleanup_locked()?;
         }
         self.reload()

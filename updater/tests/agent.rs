@@ -573,3 +573,54 @@ fn remote_add_writes_config_keys_and_the_ostree_remote() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("keys.pub"));
     assert_eq!(remote::show(&host).unwrap().remote, shown.remote);
 }
+
+#[test]
+fn failed_deploy_leaves_no_deployment_behind() {
+    let f = deployed(TreeBuilder::new("1"));
+    let host = f.host();
+    let before = order(&host);
+    let no_kernel = f.commit(
+        TreeBuilder::new("2").remove("usr/lib/modules/6.1.0-keel"),
+        60,
+    );
+    let err = format!("{:#}", host.deploy(&no_kernel, REF, None).unwrap_err());
+    assert!(err.contains("the deployments are unchanged"), "{err}");
+    assert_eq!(order(&host), before);
+    let dirs = std::fs::read_dir(f.sysroot.path().join("ostree/deploy/keel/deploy"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".origin"))
+        .count();
+    assert_eq!(dirs, 1, "only v1's checkout");
+}
+
+#[test]
+fn cli_pin_rollback_cleanup_and_status_text() {
+    let f = deployed(TreeBuilder::new("1"));
+    let v2 = f.commit(TreeBuilder::new("2"), 60);
+    let path = f.sysroot.path();
+    let ok = |args: &[&str]| {
+        let out = keel(path, args);
+        assert!(
+            out.status.success(),
+            "keel {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(ok(&["deploy", "2"]).contains(&v2));
+    assert!(ok(&["pin", "1"]).starts_with(&format!("Pinned {}", f.v1)));
+    let text = ok(&["status"]);
+    assert!(text.contains("  0: 2 (default)\n"), "{text}");
+    assert!(text.contains("  1: 1 (rollback, pinned)\n"), "{text}");
+    assert!(ok(&["rollback"]).starts_with(&f.v1));
+    assert!(ok(&["status"]).contains("  0: 1 (default, pinned)\n"));
+    assert!(ok(&["rollback"]).starts_with(&v2));
+    assert!(ok(&["cleanup"]).starts_with("Removed 0 deployment(s)"));
+    ok(&["unpin", "1"]);
+    let cleaned = ok(&["cleanup"]);
+    assert!(cleaned.starts_with("Removed 1 deployment(s)"), "{cleaned}");
+    let json: serde_json::Value = serde_json::from_str(&ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["deployments"].as_array().unwrap().len(), 1);
+    assert_eq!(json["deployments"][0]["checksum"], v2.as_str());
+}
