@@ -42,12 +42,21 @@ pub enum DepsolveError {
     },
     #[error("{}: {reason}", chain.join(" -> "))]
     Unsatisfiable { chain: Vec<String>, reason: String },
-    #[error("{} conflicts with {} (needed by: {}); remove one of them from the request or exclude what pulls it in",
-        .first, .second, .second_chain.join(" -> "))]
+    #[error("{first} conflicts with {second} (needed as {} and {}); remove one of them from \
+             the request or exclude what pulls it in", .first_chain.join(" -> "),
+             .second_chain.join(" -> "))]
     Conflict {
         first: String,
         second: String,
+        first_chain: Vec<String>,
         second_chain: Vec<String>,
+    },
+    #[error("no version of {name} satisfies both {} and {}", .first.join(" -> "),
+             .second.join(" -> "))]
+    Clash {
+        name: String,
+        first: Vec<String>,
+        second: Vec<String>,
     },
     #[error("no installable package set:\n{0}")]
     Unsolvable(String),
@@ -234,12 +243,17 @@ fn diagnose(provider: &Provider, roots: &[(String, Group)], solver_text: String)
     let universe = provider.universe();
     let mut chains: HashMap<usize, Vec<String>> = HashMap::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
-    let visit = |group: &Group,
-                 chain: &[String],
-                 queue: &mut VecDeque<usize>,
-                 chains: &mut HashMap<usize, Vec<String>>| {
+    // Single-alternative requirements seen on the way, with the chain that ends in them.
+    let mut wants: Vec<(Relation, Vec<String>)> = Vec::new();
+    let mut visit = |group: &Group,
+                     chain: &[String],
+                     queue: &mut VecDeque<usize>,
+                     chains: &mut HashMap<usize, Vec<String>>| {
         let mut here = chain.to_vec();
         here.push(show_group(group));
+        if let [relation] = group.as_slice() {
+            wants.push((relation.clone(), here.clone()));
+        }
         match best_candidate(provider, group) {
             Some(id) => {
                 if let std::collections::hash_map::Entry::Vacant(e) = chains.entry(id) {
@@ -278,7 +292,11 @@ fn diagnose(provider: &Provider, roots: &[(String, Group)], solver_text: String)
             }
         }
     }
-    let picked: Vec<usize> = chains.keys().copied().collect();
+    if let Some(clash) = clash(provider, &wants) {
+        return clash;
+    }
+    let mut picked: Vec<usize> = chains.keys().copied().collect();
+    picked.sort_unstable();
     for &a in &picked {
         let pa = universe.package(a);
         for relation in &pa.conflicts {
@@ -292,6 +310,7 @@ fn diagnose(provider: &Provider, roots: &[(String, Group)], solver_text: String)
                     return DepsolveError::Conflict {
                         first,
                         second,
+                        first_chain: chains[&a].clone(),
                         second_chain: chains[&b].clone(),
                     };
                 }
@@ -299,6 +318,44 @@ fn diagnose(provider: &Provider, roots: &[(String, Group)], solver_text: String)
         }
     }
     DepsolveError::Unsolvable(solver_text)
+}
+
+/// Two requirements on the same name that no single package meets together, e.g.
+/// `a -> lib (>= 2)` and `b -> lib (<< 2)`.
+fn clash(provider: &Provider, wants: &[(Relation, Vec<String>)]) -> Option<DepsolveError> {
+    let universe = provider.universe();
+    let mut by_name: HashMap<&str, Vec<&(Relation, Vec<String>)>> = HashMap::new();
+    for want in wants {
+        by_name.entry(want.0.name.as_str()).or_default().push(want);
+    }
+    let mut names: Vec<&&str> = by_name.keys().collect();
+    names.sort();
+    for name in names {
+        let list = &by_name[*name];
+        let candidates: Vec<usize> = universe
+            .by_name(name)
+            .iter()
+            .chain(universe.providers(name))
+            .copied()
+            .filter(|&id| !provider.is_excluded(&universe.package(id).name))
+            .collect();
+        for (i, (first, first_chain)) in list.iter().map(|w| (&w.0, &w.1)).enumerate() {
+            for (second, second_chain) in list[i + 1..].iter().map(|w| (&w.0, &w.1)) {
+                let together = candidates.iter().any(|&id| {
+                    provider.satisfies(id, &vec![first.clone()])
+                        && provider.satisfies(id, &vec![second.clone()])
+                });
+                if !together {
+                    return Some(DepsolveError::Clash {
+                        name: name.to_string(),
+                        first: first_chain.clone(),
+                        second: second_chain.clone(),
+                    });
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The error for a group that nothing satisfies; `chain` ends with the group itself.
@@ -449,6 +506,49 @@ mod tests {
     fn an_older_version_is_chosen_when_the_newest_cannot_be_installed() {
         let u = universe(&["app;2;Depends: ghost", "app;1"]);
         assert_eq!(names(&u, &["app"]), ["app=1"]);
+    }
+
+    #[test]
+    fn version_clash_names_both_chains() {
+        let u = universe(&[
+            "app;1;Depends: a, b",
+            "a;1;Depends: lib (>= 2)",
+            "b;1;Depends: lib (<< 2)",
+            "lib;1",
+            "lib;2",
+        ]);
+        let request = Request {
+            packages: vec!["app".into()],
+            ..Default::default()
+        };
+        let e = resolve(&u, &request).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no version of lib satisfies both app -> a -> lib (>= 2) and app -> b -> lib (<< 2)"
+        );
+    }
+
+    #[test]
+    fn other_dead_ends_fall_back_to_the_solver_explanation() {
+        // y's first alternative clashes with x's pin and its second conflicts with x: the
+        // walk along first choices sees no single culprit, the solver's account names all.
+        let u = universe(&[
+            "x;1;Depends: a (= 1)",
+            "y;1;Depends: a (= 2) | b",
+            "a;1",
+            "a;2",
+            "b;1;Conflicts: x",
+        ]);
+        let request = Request {
+            packages: vec!["x".into(), "y".into()],
+            ..Default::default()
+        };
+        let e = resolve(&u, &request).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, DepsolveError::Unsolvable(_)), "{text}");
+        for name in ["x", "y", "a", "b"] {
+            assert!(text.contains(name), "{text}");
+        }
     }
 
     #[test]

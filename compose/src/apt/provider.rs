@@ -237,10 +237,10 @@ impl Interner for Provider<'_> {
             Match::Real(c) => constraint(c).trim().to_string(),
             Match::Provides(name, c) => format!("providing {name}{}", constraint(c)),
         };
-        if set.negate {
-            format!("not {text}")
-        } else {
-            text
+        match (set.negate, text.is_empty()) {
+            (false, _) => text,
+            (true, true) => "(none: conflicts)".to_string(),
+            (true, false) => format!("(not {text})"),
         }
     }
 
