@@ -182,6 +182,29 @@ impl Phases {
     }
 }
 
+/// An elapsed-time spinner on stderr for a long step with no progress of its own; hidden when
+/// stderr is not a terminal, cleared when dropped.
+struct Spinner(indicatif::ProgressBar);
+
+impl Spinner {
+    fn start(message: &str) -> Spinner {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            bar.set_style(style);
+        }
+        bar.set_message(message.to_owned());
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Spinner(bar)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Runs the whole compose (see the module documentation).
 pub fn compose(options: &Options) -> anyhow::Result<Report> {
     compose_with(options, &release::steps::ReleaseOptions::default())
@@ -302,6 +325,7 @@ pub fn compose_with(
     })?;
 
     let kernel = phases.run("initramfs", || {
+        let _spinner = Spinner::start("running dracut");
         let kernel = ostreeify::find_kernel(&root)?;
         initramfs::write_config(&root, &tf.initramfs)?;
         initramfs::generate(&sandbox, &kernel.version)?;
@@ -338,6 +362,7 @@ pub fn compose_with(
         kernel_version: kernel.version.clone(),
     };
     let checksum = phases.run("commit", || {
+        let _spinner = Spinner::start("writing the tree into the repository");
         commit::commit_tree(&repo, &tree, &metadata, &interrupt.cancellable())
             .context("committing the tree")
     })?;
