@@ -5,7 +5,7 @@ use keel_compose::apt::{self, AptError, DepsolveError, LocalRepo, RepoSpec, Requ
 use keel_compose::package::{PackageSource, ResolvedPackage};
 use keel_tests::aptrepo::{AptRepo, SigningKey};
 use keel_tests::deb::Deb;
-use keel_tests::http::FileServer;
+use keel_tests::http::{Fault, FileServer};
 use std::path::Path;
 
 struct Fixture {
@@ -354,4 +354,32 @@ fn local_packages_win_only_with_a_higher_version() {
         PackageSource::Path(local_dir.path().join("tool_2.1_amd64.deb"))
     );
     assert_eq!(got[0].repo, "test");
+}
+
+#[test]
+fn a_missing_compressed_index_falls_back_to_the_next_listed_one() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    f.server.inject("Packages.gz", Fault::Status(404));
+    let universe = f.load().unwrap();
+    assert_eq!(universe.packages().len(), 1);
+    let requests = f.server.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.ends_with("/binary-amd64/Packages")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn a_repository_that_is_down_is_named() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    f.server.inject("InRelease", Fault::Status(503));
+    let e = f.load().unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("{}/dists/keel/InRelease", f.server.url())),
+        "{text}"
+    );
+    assert!(text.contains("503"), "{text}");
 }
