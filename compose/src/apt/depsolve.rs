@@ -185,7 +185,7 @@ fn best_candidate(provider: &Provider, group: &Group) -> Option<usize> {
                 .copied()
                 .filter(|&id| {
                     !provider.is_excluded(&universe.package(id).name)
-                        && provider.satisfies(id, &vec![relation.clone()])
+                        && provider.satisfies_relation(id, relation)
                 })
                 .max_by(|&a, &b| {
                     universe
@@ -302,7 +302,7 @@ fn diagnose(provider: &Provider, roots: &[(String, Group)], solver_text: String)
         for relation in &pa.conflicts {
             for &b in &picked {
                 let pb = universe.package(b);
-                if pb.name != pa.name && provider.satisfies(b, &vec![relation.clone()]) {
+                if pb.name != pa.name && provider.satisfies_relation(b, relation) {
                     let (first, second) = (
                         format!("{} {}", pa.name, pa.version),
                         format!("{} {}", pb.name, pb.version),
@@ -342,8 +342,8 @@ fn clash(provider: &Provider, wants: &[(Relation, Vec<String>)]) -> Option<Depso
         for (i, (first, first_chain)) in list.iter().map(|w| (&w.0, &w.1)).enumerate() {
             for (second, second_chain) in list[i + 1..].iter().map(|w| (&w.0, &w.1)) {
                 let together = candidates.iter().any(|&id| {
-                    provider.satisfies(id, &vec![first.clone()])
-                        && provider.satisfies(id, &vec![second.clone()])
+                    provider.satisfies_relation(id, first)
+                        && provider.satisfies_relation(id, second)
                 });
                 if !together {
                     return Some(DepsolveError::Clash {

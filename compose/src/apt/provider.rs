@@ -183,17 +183,22 @@ impl<'u> Provider<'u> {
         }
     }
 
-    /// Whether the chosen package `id` satisfies `group` (used to report what each chosen
-    /// package's dependencies resolved to).
+    /// Whether package `id` satisfies `group` (used to report what each chosen package's
+    /// dependencies resolved to, and to explain failures).
     pub fn satisfies(&self, id: usize, group: &Group) -> bool {
+        group.iter().any(|r| self.satisfies_relation(id, r))
+    }
+
+    /// Whether package `id` satisfies one alternative, by its own name and version or by
+    /// what it provides.
+    pub fn satisfies_relation(&self, id: usize, relation: &Relation) -> bool {
         let package = self.universe.package(id);
-        group.iter().filter(|r| self.usable(r)).any(|r| {
-            (package.name == r.name && r.satisfied_by(Some(&package.version)))
+        self.usable(relation)
+            && ((package.name == relation.name && relation.satisfied_by(Some(&package.version)))
                 || package
                     .provides
                     .iter()
-                    .any(|(p, pv)| *p == r.name && r.satisfied_by(pv.as_ref()))
-        })
+                    .any(|(p, pv)| *p == relation.name && relation.satisfied_by(pv.as_ref())))
     }
 }
 
