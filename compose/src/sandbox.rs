@@ -17,7 +17,10 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Lines of output kept in a [`SandboxError::Failed`].
 pub const TAIL_LINES: usize = 30;
@@ -59,6 +62,8 @@ pub enum SandboxError {
     },
     #[error("{what}: the tree {} does not exist or is not a directory", root.display())]
     NoRoot { what: String, root: PathBuf },
+    #[error("{what}: interrupted; the command was killed")]
+    Cancelled { what: String },
     #[error("{0}")]
     Failed(Box<Failure>),
 }
@@ -92,6 +97,7 @@ pub struct Sandbox {
     ro_binds: Vec<(PathBuf, String)>,
     env: Vec<(String, String)>,
     host_usr: bool,
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Sandbox {
@@ -101,6 +107,7 @@ impl Sandbox {
             ro_binds: Vec::new(),
             env: Vec::new(),
             host_usr: false,
+            cancel: None,
         }
     }
 
@@ -122,6 +129,13 @@ impl Sandbox {
     /// links (`bin -> usr/bin`, ...) to find programs at their classic paths.
     pub fn with_host_usr(mut self) -> Self {
         self.host_usr = true;
+        self
+    }
+
+    /// Kills the command (and everything it started) when `flag` becomes true, e.g. from a
+    /// Ctrl-C handler; [`Sandbox::run`] then returns [`SandboxError::Cancelled`].
+    pub fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
         self
     }
 
@@ -165,8 +179,20 @@ impl Sandbox {
         drop(command);
         let mut bytes = Vec::new();
         let mut reader = reader;
-        let read = reader.read_to_end(&mut bytes);
-        let status = child.wait();
+        // The pipe closes when the sandbox's PID namespace is gone, i.e. every process in it.
+        let (read, status, cancelled) = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| reader.read_to_end(&mut bytes));
+            let (status, cancelled) = self.wait(&mut child);
+            let read = reading
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the output reader panicked")));
+            (read, status, cancelled)
+        });
+        if cancelled {
+            return Err(SandboxError::Cancelled {
+                what: what.to_string(),
+            });
+        }
         let output_error = |source| SandboxError::Output {
             what: what.to_string(),
             command: command_text.clone(),
@@ -185,6 +211,26 @@ impl Sandbox {
             tail: tail(&output, TAIL_LINES),
             output,
         })))
+    }
+
+    /// Waits for bwrap, killing it when the cancel flag is raised; bwrap's `--die-with-parent`
+    /// then takes the sandboxed processes along.
+    fn wait(&self, child: &mut Child) -> (std::io::Result<ExitStatus>, bool) {
+        let Some(flag) = &self.cancel else {
+            return (child.wait(), false);
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return (Ok(status), false),
+                Ok(None) if flag.load(Ordering::SeqCst) => {
+                    // Already exited if kill fails; wait reaps it either way.
+                    let _ = child.kill();
+                    return (child.wait(), true);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return (Err(e), false),
+            }
+        }
     }
 
     fn bwrap_args(&self) -> Vec<String> {
@@ -283,6 +329,27 @@ mod tests {
         assert!(root < bind);
         assert!(args.contains(&"--unshare-net".to_string()));
         assert!(!args.iter().any(|a| a.starts_with("--unshare-user")));
+    }
+
+    #[test]
+    fn a_raised_cancel_flag_kills_the_command() {
+        let root = tempfile::tempdir().unwrap();
+        for link in ["bin", "lib", "lib64"] {
+            std::os::unix::fs::symlink(format!("usr/{link}"), root.path().join(link)).unwrap();
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        let sandbox = Sandbox::new(root.path())
+            .with_host_usr()
+            .cancel_on(flag.clone());
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let started = std::time::Instant::now();
+        let err = sandbox.run(&["sleep", "30"], "sleeping").unwrap_err();
+        raiser.join().unwrap();
+        assert!(matches!(err, SandboxError::Cancelled { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

@@ -388,3 +388,60 @@ fn warm_install_places_cached_script_free_packages_and_dpkg_accepts_them() {
             .contains("/opt/watched")
     );
 }
+
+fn test_cache() -> PathBuf {
+    std::env::var_os("KEEL_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/keel-tests"))
+        .join("install")
+}
+
+fn verify_all(root: &Path) -> String {
+    // dpkg --verify exits 1 when it finds differences; the report itself is what we compare.
+    match Sandbox::new(root).run(&["dpkg", "--verify"], "verifying all packages") {
+        Ok(out) => out,
+        Err(e) => e.output().unwrap_or_default().to_string(),
+    }
+}
+
+/// Debian's required set (what mmdebstrap's `required` variant installs) from the machine's apt
+/// sources: installed cold, then again warm from the package cache; both trees must pass the
+/// same `dpkg --verify`.
+#[test]
+fn heavy_install_debian_required_set_cold_then_warm() {
+    use keel_compose::apt;
+    let cachedir = test_cache();
+    let specs = apt::machine_sources(Path::new("/etc/apt/sources.list.d")).unwrap();
+    let universe = apt::load(&specs, &[], "amd64", &cachedir).unwrap();
+    let packages = apt::resolve(&universe, &apt::Request::default()).unwrap();
+    let debs = fetch(&packages, &cachedir, 4).unwrap();
+    let pkgcache_dir = tempfile::tempdir_in(&cachedir).unwrap();
+    let cache = PackageCache::open(pkgcache_dir.path()).unwrap();
+
+    let cold = tempfile::tempdir_in(&cachedir).unwrap();
+    let report = keel_compose::install::install(cold.path(), &packages, &debs, &cache).unwrap();
+    eprintln!(
+        "cold: {} packages ({} essential, {} rounds) in {:.1} s, {} cached, phases {:?}",
+        report.packages,
+        report.essential,
+        report.rounds,
+        report.seconds,
+        report.cached,
+        report.phases
+    );
+    assert!(report.cached > 0, "{report:?}");
+    assert!(!cold.path().join("usr/sbin/policy-rc.d").exists());
+
+    let warm = tempfile::tempdir_in(&cachedir).unwrap();
+    let report = keel_compose::install::install(warm.path(), &packages, &debs, &cache).unwrap();
+    eprintln!(
+        "warm: {} packages in {:.1} s, phases {:?}, {} placed from the cache: {:?}",
+        report.packages,
+        report.seconds,
+        report.phases,
+        report.from_cache.len(),
+        report.from_cache
+    );
+    assert!(!report.from_cache.is_empty(), "{report:?}");
+    assert_eq!(verify_all(warm.path()), verify_all(cold.path()));
+}

@@ -57,6 +57,8 @@ pub struct InstallReport {
     /// Packages newly added to the [`PackageCache`].
     pub cached: usize,
     pub seconds: f64,
+    /// Seconds per step: bootstrap, essential, rounds, configure, check, cache-import.
+    pub phases: Vec<(String, f64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,28 +144,47 @@ pub fn install_with(
         .collect();
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
 
+    let mut phases = Vec::new();
+    let mut lap = Instant::now();
+    let mut done = |name: &str| {
+        phases.push((name.to_string(), lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
+
+    // Cached script-free packages are placed first; the rest is extracted for the bootstrap.
+    let mut from_cache = Vec::new();
+    let mut essential = Vec::new();
     for name in &plan.essential {
-        if let Some((p, deb, _)) = by_name.get(name.as_str()) {
-            extract::unpack_data(deb, &root).map_err(|reason| InstallError::Extract {
-                package: p.name.clone(),
-                deb: deb.to_path_buf(),
-                reason,
-            })?;
+        let Some((p, deb, _)) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        if cache.place(&root, p)? {
+            from_cache.push(name.clone());
+            continue;
         }
+        extract::unpack_data(deb, &root).map_err(|reason| InstallError::Extract {
+            package: p.name.clone(),
+            deb: deb.to_path_buf(),
+            reason,
+        })?;
+        essential.push(name.clone());
     }
     write_policy_rc_d(&root)?;
-    if !plan.essential.is_empty() {
+    done("bootstrap");
+    if !essential.is_empty() {
         let mut argv = dpkg(&["--install", "--force-depends"]);
-        argv.extend(plan.essential.iter().map(|n| deb_of(n)));
-        run_dpkg(
-            &sandbox,
-            &argv,
-            "installing the Essential set",
-            &plan.essential,
-        )?;
+        argv.extend(essential.iter().map(|n| deb_of(n)));
+        run_dpkg(&sandbox, &argv, "installing the Essential set", &essential)?;
     }
+    if !from_cache.is_empty() {
+        // Configured now, as `dpkg --install` would have, so later Pre-Depends are satisfied.
+        let mut argv = dpkg(&["--configure", "--force-depends"]);
+        argv.extend(from_cache.iter().map(|n| n.as_str()));
+        let step = "configuring the cached part of the Essential set";
+        run_dpkg(&sandbox, &argv, step, &from_cache)?;
+    }
+    done("essential");
 
-    let mut from_cache = Vec::new();
     for (i, round) in plan.rounds.iter().enumerate() {
         let mut unpack = Vec::new();
         for name in &round.unpack {
@@ -189,6 +210,7 @@ pub fn install_with(
             run_dpkg(&sandbox, &argv, &step, &round.configure)?;
         }
     }
+    done("rounds");
     let everything: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
         &sandbox,
@@ -196,15 +218,14 @@ pub fn install_with(
         "configuring all packages and running triggers",
         &everything,
     )?;
+    done("configure");
     check_all_installed(&sandbox, packages)?;
     remove_policy_rc_d(&root)?;
+    done("check");
 
-    let mut cached = 0;
-    for (p, deb) in packages.iter().zip(debs) {
-        if cache.import(p, deb)? {
-            cached += 1;
-        }
-    }
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let cached = cache.import_all(packages, debs, jobs)?;
+    done("cache-import");
     Ok(InstallReport {
         packages: packages.len(),
         essential: plan.essential.len(),
@@ -212,6 +233,7 @@ pub fn install_with(
         from_cache,
         cached,
         seconds: started.elapsed().as_secs_f64(),
+        phases,
     })
 }
 

@@ -33,6 +33,11 @@ use crate::package::ResolvedPackage;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Directory in the repository with an empty file per `.deb` sha256 known not to be cacheable.
+const UNCACHEABLE: &str = "keel-uncacheable";
 
 /// Control members a cacheable package may have.
 const HARMLESS_MEMBERS: &[&str] = &["control", "md5sums", "shlibs", "symbols"];
@@ -106,7 +111,8 @@ impl PackageCache {
         let Some(repo) = &self.repo else {
             return Ok(false);
         };
-        if self.contains(&package.sha256) {
+        let skip = repo.join(UNCACHEABLE).join(&package.sha256);
+        if self.contains(&package.sha256) || skip.exists() {
             return Ok(false);
         }
         let io = |action: &str| {
@@ -125,6 +131,10 @@ impl PackageCache {
         let control = staging.path().join("control");
         extract::unpack_control(deb, &control).map_err(extract_err)?;
         if !harmless_control(&control).map_err(io("reading control members"))? {
+            // Remembered, so later composes do not look again at the same file.
+            std::fs::create_dir_all(repo.join(UNCACHEABLE))
+                .and_then(|()| std::fs::write(&skip, ""))
+                .map_err(io("marking a package uncacheable"))?;
             return Ok(false);
         }
         let data = staging.path().join("data");
@@ -172,6 +182,47 @@ impl PackageCache {
             ],
         )?;
         Ok(true)
+    }
+
+    /// [`PackageCache::import`] for every package, `jobs` at a time; returns how many were added.
+    pub(crate) fn import_all(
+        &self,
+        packages: &[ResolvedPackage],
+        debs: &[PathBuf],
+        jobs: usize,
+    ) -> Result<usize, PackageCacheError> {
+        if self.repo.is_none() {
+            return Ok(0);
+        }
+        let next = AtomicUsize::new(0);
+        let added = AtomicUsize::new(0);
+        let first_error = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.max(1) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let (Some(p), Some(deb)) = (packages.get(i), debs.get(i)) else {
+                        break;
+                    };
+                    match self.import(p, deb) {
+                        Ok(true) => {
+                            added.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(added.into_inner()),
+        }
     }
 
     /// Places a cached `package` into `root` and registers it with dpkg as unpacked, when that
