@@ -102,9 +102,15 @@ impl TestSysroot {
             .with_context(|| format!("reading {}", entries.display()))?
             .map(|e| e.map(|e| e.path()))
             .collect::<std::io::Result<_>>()?;
-        // ostree names entries ostree-N-OS.conf with N counting up from the oldest.
-        files.sort();
-        files.reverse();
+        // libostree 2022.7 names entries ostree-N-OS.conf, N counting up from the oldest.
+        let number = |f: &PathBuf| -> u64 {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            name.strip_prefix("ostree-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_default()
+        };
+        files.sort_by_key(|f| std::cmp::Reverse(number(f)));
         files
             .iter()
             .map(|f| {
