@@ -350,6 +350,25 @@ impl Host {
     }
 }
 
+/// Reboots a booted host into its next default deployment (`systemctl reboot`, which also runs
+/// ostree-finalize-staged.service for a staged one). `what` says what boots next, for errors.
+pub fn reboot(host: &Host, what: &str) -> Result<()> {
+    if !host.is_booted() {
+        bail!(
+            "--reboot needs a booted host; {} is a directory sysroot ({what} is in place)",
+            host.path().display()
+        );
+    }
+    let status = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .context("running `systemctl reboot`")?;
+    if !status.success() {
+        bail!("`systemctl reboot` failed ({status}); {what} takes effect at the next boot");
+    }
+    Ok(())
+}
+
 /// The one OS under `ostree/deploy`, for a sysroot with no deployment yet.
 fn only_osname(sysroot: &Path) -> Result<String> {
     let dir = sysroot.join("ostree/deploy");

@@ -15,6 +15,7 @@ pub enum Command {
     /// taken (files you never touched that change, appear or disappear in the new version),
     /// and conflicts (a file you changed that becomes a directory, or the reverse). With
     /// --commit, plans deploying that commit instead; deploys are refused while it conflicts.
+    /// Exits non-zero when there are conflicts.
     Plan(PlanArgs),
 }
 

@@ -1,7 +1,7 @@
 //! `keel rollback`: boot the previous deployment next.
 
 use crate::host::Host;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 /// Make the previous deployment the default one, so it boots next.
 ///
@@ -22,21 +22,7 @@ pub fn run(args: Args, global: &super::Global) -> Result<()> {
     let now_default = rollback(&host)?;
     println!("{now_default} is now the default deployment");
     if args.reboot {
-        if !host.is_booted() {
-            bail!(
-                "--reboot needs a booted host; {} is a directory sysroot",
-                host.path().display()
-            );
-        }
-        let status = std::process::Command::new("systemctl")
-            .arg("reboot")
-            .status()
-            .context("running `systemctl reboot`")?;
-        if !status.success() {
-            bail!(
-                "`systemctl reboot` failed ({status}); the rollback is in place for the next boot"
-            );
-        }
+        crate::host::reboot(&host, "the rollback")?;
     }
     Ok(())
 }
