@@ -123,6 +123,16 @@ fn heavy_apt_parity_host_set() {
         ours.len()
     );
     assert!(solved.as_secs() < 20, "resolution took {solved:?}");
+    // On the real archive, errors name the package and the suites searched.
+    let missing = Request {
+        packages: vec!["keel-no-such-package".into()],
+        ..request.clone()
+    };
+    let e = apt::resolve(&universe, &missing).unwrap_err().to_string();
+    assert!(
+        e.starts_with("keel-no-such-package: no such package in debian ("),
+        "{e}"
+    );
     let ours: BTreeSet<String> = ours
         .iter()
         .map(|p| format!("{}={}", p.name, p.version))
