@@ -88,6 +88,12 @@ impl CommitMetadata {
     }
 }
 
+/// zlib level for the objects of repositories keel-compose creates. Compressing every file is
+/// most of a commit's CPU time: level 1 took a third of the CPU of libostree's default (6) for
+/// 2% to 7% larger objects (measured on Debian's /usr/bin). Static deltas compress on their
+/// own. An existing repository keeps its setting (`ostree config set archive.zlib-level N`).
+pub const ARCHIVE_ZLIB_LEVEL: i32 = 1;
+
 /// Opens the repository at `path`, creating it in archive mode (the mode hosts pull from over
 /// HTTP) when nothing is there yet.
 pub fn open_or_create(path: &Path) -> Result<ostree::Repo, CommitError> {
@@ -99,11 +105,17 @@ pub fn open_or_create(path: &Path) -> Result<ostree::Repo, CommitError> {
                 source,
             })?;
     } else {
+        let create_err = |source| CommitError::CreateRepo {
+            path: path.to_owned(),
+            source,
+        };
         repo.create(ostree::RepoMode::Archive, gio::Cancellable::NONE)
-            .map_err(|source| CommitError::CreateRepo {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(create_err)?;
+        let config = repo.copy_config();
+        config.set_integer("archive", "zlib-level", ARCHIVE_ZLIB_LEVEL);
+        repo.write_config(&config).map_err(create_err)?;
+        repo.reload_config(gio::Cancellable::NONE)
+            .map_err(create_err)?;
     }
     Ok(repo)
 }
@@ -208,7 +220,23 @@ pub fn read_previous_file(
     if !file.query_exists(gio::Cancellable::NONE) {
         return Ok(None);
     }
-    let (bytes, _) = file.load_contents(gio::Cancellable::NONE).map_err(err)?;
+    // Through the content object: g_file_load_contents() and g_file_read() expect a
+    // GFileInputStream, which an ostree repository file does not return.
+    let file = file.downcast::<ostree::RepoFile>().map_err(|_| {
+        err(glib::Error::new(
+            gio::IOErrorEnum::Failed,
+            "not a repository file",
+        ))
+    })?;
+    file.ensure_resolved().map_err(err)?;
+    let (stream, _, _) = repo
+        .load_file(&file.checksum(), gio::Cancellable::NONE)
+        .map_err(err)?;
+    let mut bytes = Vec::new();
+    if let Some(stream) = stream {
+        std::io::Read::read_to_end(&mut stream.into_read(), &mut bytes)
+            .map_err(|e| err(glib::Error::new(gio::IOErrorEnum::Failed, &e.to_string())))?;
+    }
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -300,6 +328,7 @@ mod tests {
         let repo = open_or_create(&repo_dir).unwrap();
         let config = fs::read_to_string(repo_dir.join("config")).unwrap();
         assert!(config.contains("mode=archive"), "{config}");
+        assert!(config.contains("zlib-level=1"), "{config}");
 
         let t = tree();
         let c1 = commit_tree(&repo, t.path(), &metadata("1.0"), &gio::Cancellable::new()).unwrap();
