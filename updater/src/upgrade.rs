@@ -155,10 +155,14 @@ pub fn run(
     };
     let verified = verify::verify_commit(&new_checksum, &bytes, detached.as_ref(), &policy)?;
 
+    // Nothing to download when an earlier `--download-only` run fetched it all.
+    let complete = have_complete_commit(&repo, &new_checksum);
     let delta_size = match &current {
-        Some(c) if !up_to_date => delta::download_size(&files, &c.checksum, &new_checksum)
-            .ok()
-            .flatten(),
+        Some(c) if !up_to_date && !complete => {
+            delta::download_size(&files, &c.checksum, &new_checksum)
+                .ok()
+                .flatten()
+        }
         _ => None,
     };
     let mut report = Report {
@@ -188,11 +192,21 @@ pub fn run(
     let on_progress: Rc<dyn Fn(&PullProgress)> = Rc::from(on_progress);
     let from = current.as_ref().map(|c| c.checksum.clone());
     let via_delta = match from {
-        Some(from) => fetch_and_apply_delta(&repo, &files, &from, &new_checksum, &on_progress, cancellable)
-            .map_err(|e| e.context(format!(
-                "applying the static delta to {new_checksum} for {reference} failed; nothing was deployed and the ref did not move"
-            )))?,
-        None => None,
+        Some(from) if !complete => fetch_and_apply_delta(
+            &repo,
+            &files,
+            &from,
+            &new_checksum,
+            &on_progress,
+            cancellable,
+        )
+        .with_context(|| {
+            format!(
+                "applying the static delta to {new_checksum} for {reference} failed; \
+                         nothing was deployed and the ref did not move"
+            )
+        })?,
+        _ => None,
     };
     let pull_request = PullRequest {
         remote: &remote.name,
@@ -264,6 +278,12 @@ fn follow_ref(host: &Host, remote: &RemoteConfig, reference: &str) -> Result<()>
     std::fs::write(&tmp, config::remote_dropin(&updated)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// True when `checksum` and everything it references are already in `repo` (e.g. after
+/// `--download-only`): no delta is needed then.
+fn have_complete_commit(repo: &ostree::Repo, checksum: &str) -> bool {
+    matches!(repo.load_commit(checksum), Ok((_, state)) if !state.contains(ostree::RepoCommitState::PARTIAL))
 }
 
 /// Downloads and applies the static delta `from` -> `to` when the remote publishes one (see

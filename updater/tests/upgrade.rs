@@ -317,6 +317,14 @@ fn upgrade_goes_through_the_static_delta_and_then_is_up_to_date() {
     let report = w.upgrade(&Request::upgrade(Mode::Deploy)).unwrap();
     assert!(report.deployed);
     assert!(
+        !w.server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("/deltas/")),
+        "the delta was fetched again after --download-only: {:?}",
+        w.server.requests()
+    );
+    assert!(
         w.server.bytes_sent() < 16 * 1024,
         "content was fetched twice"
     );
