@@ -9,9 +9,12 @@
 //! [`Host::deploy`](crate::host::Host::deploy) refuses first when [`EtcPlan::conflicts`] is
 //! not empty.
 //!
-//! [`plan`] is pure over [`Tree`] maps; [`read_tree`] walks a directory or a commit at the edge.
+//! [`plan`] is pure over [`Tree`] maps; at the edge, [`read_dir_tree`] walks a directory handle
+//! and [`read_tree`] a commit's tree.
 
 use anyhow::{Context, Result};
+use cap_std::fs::Dir;
+use cap_std::fs::MetadataExt;
 use ostree::gio::{self, prelude::*};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -196,11 +199,64 @@ fn check_copy(path: &str, entry: &Entry, new_defaults: &Tree, conflicts: &mut Ve
     }
 }
 
+/// Reads the tree under the directory `dir` on disk (an /etc or /usr/etc of a deployment).
+pub fn read_dir_tree(dir: &Dir) -> Result<Tree> {
+    let mut tree = Tree::new();
+    walk_dir(dir, "", &mut tree)?;
+    Ok(tree)
+}
+
+fn walk_dir(dir: &Dir, prefix: &str, tree: &mut Tree) -> Result<()> {
+    let listing = || format!("listing {}", if prefix.is_empty() { "." } else { prefix });
+    for entry in dir.entries().with_context(listing)? {
+        let name = entry.with_context(listing)?.file_name();
+        let path = format!("{prefix}{}", name.to_string_lossy());
+        let meta = dir
+            .symlink_metadata(&name)
+            .with_context(|| format!("reading {path}"))?;
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            Kind::Dir
+        } else if file_type.is_symlink() {
+            let target = dir
+                .read_link_contents(&name)
+                .with_context(|| format!("reading link {path}"))?;
+            Kind::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            }
+        } else if file_type.is_file() {
+            let content = dir.read(&name).with_context(|| format!("reading {path}"))?;
+            Kind::File {
+                sha256: hex::encode(Sha256::digest(&content)),
+            }
+        } else {
+            Kind::Special
+        };
+        let is_dir = kind == Kind::Dir;
+        tree.insert(
+            path.clone(),
+            Entry {
+                kind,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mode: meta.mode() & 0o7777,
+            },
+        );
+        if is_dir {
+            let sub = dir
+                .open_dir(&name)
+                .with_context(|| format!("opening {path}"))?;
+            walk_dir(&sub, &format!("{path}/"), tree)?;
+        }
+    }
+    Ok(())
+}
+
 const ATTRIBUTES: &str =
     "standard::name,standard::type,standard::symlink-target,unix::uid,unix::gid,unix::mode";
 
-/// Reads the tree under `dir`, a local directory (`gio::File::for_path`) or a directory of a
-/// commit (`repo.read_commit` then `resolve_relative_path`). A missing `dir` is empty.
+/// Reads the tree under `dir`, a directory of a commit (`repo.read_commit` then
+/// `resolve_relative_path`; a local `gio::File::for_path` works too). A missing `dir` is empty.
 pub fn read_tree(dir: &gio::File) -> Result<Tree> {
     let mut tree = Tree::new();
     if !dir.query_exists(gio::Cancellable::NONE) {
@@ -447,5 +503,7 @@ mod tests {
         assert!(read_tree(&gio::File::for_path(d.path().join("missing")))
             .unwrap()
             .is_empty());
+        let handle = Dir::open_ambient_dir(d.path(), cap_std::ambient_authority()).unwrap();
+        assert_eq!(read_dir_tree(&handle).unwrap(), t);
     }
 }

@@ -189,9 +189,7 @@ impl Host {
             },
         };
         let applied = !pending.is_staged();
-        let new_defaults = etc_plan::read_tree(&gio::File::for_path(
-            self.deployment_path(&pending).join("usr/etc"),
-        ))?;
+        let new_defaults = read_disk_tree(&self.deployment_path(&pending).join("usr/etc"))?;
         let plan = self.etc_plan_against(&merge, &new_defaults)?;
         Ok(Some((pending, plan, applied)))
     }
@@ -202,8 +200,8 @@ impl Host {
         new_defaults: &etc_plan::Tree,
     ) -> Result<EtcPlan> {
         let dir = self.deployment_path(merge);
-        let old_defaults = etc_plan::read_tree(&gio::File::for_path(dir.join("usr/etc")))?;
-        let local = etc_plan::read_tree(&gio::File::for_path(dir.join("etc")))?;
+        let old_defaults = read_disk_tree(&dir.join("usr/etc"))?;
+        let local = read_disk_tree(&dir.join("etc"))?;
         Ok(etc_plan::plan(&old_defaults, &local, new_defaults))
     }
 
@@ -348,6 +346,16 @@ impl Host {
         })?;
         Ok(Lock(&self.sysroot))
     }
+}
+
+/// The /etc-like tree at `path` (empty when missing), read through a directory handle.
+fn read_disk_tree(path: &Path) -> Result<etc_plan::Tree> {
+    let dir = match cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(etc_plan::Tree::new()),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    etc_plan::read_dir_tree(&dir).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Reboots a booted host into its next default deployment (`systemctl reboot`, which also runs
