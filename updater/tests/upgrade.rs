@@ -625,3 +625,54 @@ fn cli_upgrade_check_prints_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn delta_parts_already_downloaded_are_not_fetched_again() {
+    let w = World::new(256 * 1024);
+    let v2 = w.publish(tree("2", 256 * 1024).package("jq", "1.6"), REF);
+    w.static_delta(&w.v1, &v2);
+    let server_delta = w
+        .server_repo
+        .join(keel_updater::delta::delta_dir(&w.v1, &v2));
+
+    // What an interrupted earlier run left: part 0 complete, in the repo's tmp dir.
+    // The repo's path is /proc/self/fd/N/...: keep its host open while using it.
+    let host = w.host();
+    let cache = keel_updater::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::copy(server_delta.join("0"), cache.join("0")).unwrap();
+    w.server.reset_counters();
+    let report = w.upgrade(&Request::upgrade(Mode::Deploy)).unwrap();
+    assert!(report.pulled.unwrap().used_delta);
+    let parts: Vec<String> = w
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("/deltas/") && !r.ends_with("/superblock"))
+        .collect();
+    assert!(parts.is_empty(), "kept part fetched again: {parts:?}");
+    assert_eq!(w.state().0[0].0, v2);
+    assert!(
+        !cache.exists(),
+        "the applied delta's download dir is left behind"
+    );
+}
+
+#[test]
+fn a_damaged_kept_part_is_fetched_again() {
+    let w = World::new(1024);
+    let v2 = w.publish(tree("2", 1024), REF);
+    w.static_delta(&w.v1, &v2);
+    let host = w.host();
+    let cache = keel_updater::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join("0"), b"half a part").unwrap();
+    w.server.reset_counters();
+    w.upgrade(&Request::upgrade(Mode::Deploy)).unwrap();
+    assert!(w
+        .server
+        .requests()
+        .iter()
+        .any(|r| r.starts_with("/deltas/") && r.ends_with("/0")));
+    assert_eq!(w.state().0[0].0, v2);
+}
