@@ -676,3 +676,35 @@ fn a_damaged_kept_part_is_fetched_again() {
         .any(|r| r.starts_with("/deltas/") && r.ends_with("/0")));
     assert_eq!(w.state().0[0].0, v2);
 }
+
+#[test]
+fn cli_rebase_check_and_reboot_refusal() {
+    let w = World::new(1024);
+    let other = w.publish(tree("t1", 1024), OTHER_REF);
+    let keel = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .arg("--sysroot")
+            .arg(w.sysroot.path())
+            .output()
+            .unwrap()
+    };
+    let out = keel(&["rebase", OTHER_REF, "--check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("Rebase to keel:{OTHER_REF}: 1 -> t1 ({other}")),
+        "{text}"
+    );
+    assert!(!w.client_has_commit(&other));
+
+    let before = w.state();
+    let out = keel(&["upgrade", "--reboot"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reboot needs a booted host"));
+    assert_eq!(w.state(), before);
+}
