@@ -78,6 +78,19 @@ fn keel(sysroot: &Path, args: &[&str]) -> std::process::Output {
 fn status_on_a_fresh_sysroot_then_after_a_first_deploy() {
     let sysroot = TestSysroot::new("keel").unwrap();
     let host = Host::open(Some(sysroot.path())).unwrap();
+    let no_deployment = keel(
+        sysroot.path(),
+        &[
+            "remote",
+            "add",
+            "http://127.0.0.1:9/r",
+            "--ref",
+            REF,
+            "--trusted-keys",
+            "/dev/null",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&no_deployment.stderr).contains("no deployment yet"));
     let fresh = status::collect(&host).unwrap();
     assert!(fresh.deployments.is_empty() && !fresh.booted);
     assert_eq!(fresh.osname, "keel");

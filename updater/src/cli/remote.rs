@@ -83,6 +83,13 @@ pub fn add(host: &Host, remote: &RemoteConfig, key_file: &Path) -> Result<()> {
             remote.reference
         );
     }
+    if !host.is_booted() && host.deployments().is_empty() {
+        bail!(
+            "{} has no deployment yet: deploy a first commit, then add the remote (its \
+             configuration lives in the deployment's /etc)",
+            host.path().display()
+        );
+    }
     let key_list = keys::read_key_file(key_file)?;
     let root = host.config_root();
     let options = glib::VariantDict::new(None);
