@@ -1,7 +1,7 @@
 //! Our resolver against apt itself, on the real archive the machine's apt sources name: for
 //! the package list of `treefiles/debian-host.toml`, plus the base mmdebstrap's `required`
 //! variant installs (`?essential` and `?priority(required)`), both must choose the same
-//! packages at the same versions.
+//! packages at the same versions, without and with Recommends.
 
 use keel_compose::apt::{self, Request};
 use std::collections::BTreeSet;
@@ -54,8 +54,6 @@ fn apt_get(scratch: &Path, args: &[&str]) -> String {
             "-o",
             "APT::Architectures=amd64",
             "-o",
-            "APT::Install-Recommends=false",
-            "-o",
             "Debug::NoLocking=1",
         ])
         .args(args)
@@ -83,8 +81,8 @@ fn parse_inst(output: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// What apt installs into an empty root for `packages` plus the required base.
-fn apt_choice(packages: &[String]) -> BTreeSet<String> {
+/// An empty root whose apt lists are up to date with the machine's sources.
+fn apt_root() -> PathBuf {
     let scratch = cache_dir().join("apt-parity-root");
     for dir in [
         "var/lib/apt/lists/partial",
@@ -95,9 +93,22 @@ fn apt_choice(packages: &[String]) -> BTreeSet<String> {
     }
     std::fs::write(scratch.join("status"), "").unwrap();
     apt_get(&scratch, &["update"]);
-    let mut args = vec!["-s", "install", "?essential", "?priority(required)"];
+    scratch
+}
+
+/// What apt installs into the empty `root` for `packages` plus the required base.
+fn apt_choice(root: &Path, packages: &[String], recommends: bool) -> BTreeSet<String> {
+    let recommends = format!("APT::Install-Recommends={recommends}");
+    let mut args = vec![
+        "-o",
+        &recommends,
+        "-s",
+        "install",
+        "?essential",
+        "?priority(required)",
+    ];
     args.extend(packages.iter().map(String::as_str));
-    parse_inst(&apt_get(&scratch, &args))
+    parse_inst(&apt_get(root, &args))
 }
 
 #[test]
@@ -109,37 +120,53 @@ fn heavy_apt_parity_host_set() {
     let started = std::time::Instant::now();
     let universe = apt::load(&specs, &[], "amd64", &cache_dir()).unwrap();
     let loaded = started.elapsed();
-    let request = Request {
-        packages: packages.clone(),
-        exclude: vec![],
-        recommends: false,
-    };
-    let started = std::time::Instant::now();
-    let ours = apt::resolve(&universe, &request).unwrap_or_else(|e| panic!("{e}"));
-    let solved = started.elapsed();
     eprintln!(
-        "{} packages in the universe, loaded in {loaded:?}; resolved {} in {solved:?}",
-        universe.packages().len(),
-        ours.len()
+        "{} packages in the universe, loaded in {loaded:?}",
+        universe.packages().len()
     );
-    assert!(solved.as_secs() < 20, "resolution took {solved:?}");
+    let root = apt_root();
+    for recommends in [false, true] {
+        let request = Request {
+            packages: packages.clone(),
+            exclude: vec![],
+            recommends,
+        };
+        compare(
+            &universe,
+            &request,
+            &apt_choice(&root, &packages, recommends),
+        );
+    }
+
     // On the real archive, errors name the package and the suites searched.
     let missing = Request {
         packages: vec!["keel-no-such-package".into()],
-        ..request.clone()
+        ..Default::default()
     };
     let e = apt::resolve(&universe, &missing).unwrap_err().to_string();
     assert!(
         e.starts_with("keel-no-such-package: no such package in debian ("),
         "{e}"
     );
+}
+
+/// Resolves `request` and asserts the result equals apt's `theirs` (up to
+/// [`INTENDED_DIFFERENCES`]).
+fn compare(universe: &apt::Universe, request: &Request, theirs: &BTreeSet<String>) {
+    let started = std::time::Instant::now();
+    let ours = apt::resolve(universe, request).unwrap_or_else(|e| panic!("{e}"));
+    let solved = started.elapsed();
+    eprintln!(
+        "recommends={}: resolved {} packages in {solved:?}",
+        request.recommends,
+        ours.len()
+    );
+    assert!(solved.as_secs() < 20, "resolution took {solved:?}");
     let ours: BTreeSet<String> = ours
         .iter()
         .map(|p| format!("{}={}", p.name, p.version))
         .collect();
-
-    let theirs = apt_choice(&packages);
-    let only_ours: Vec<&String> = ours.difference(&theirs).collect();
+    let only_ours: Vec<&String> = ours.difference(theirs).collect();
     let only_theirs: Vec<&String> = theirs.difference(&ours).collect();
     let mut unexplained: Vec<String> = only_ours
         .iter()
@@ -162,7 +189,8 @@ fn heavy_apt_parity_host_set() {
     }
     assert!(
         unexplained.is_empty(),
-        "{} ours vs {} apt's; differences:\n{}",
+        "recommends={}: {} ours vs {} apt's; differences:\n{}",
+        request.recommends,
         ours.len(),
         theirs.len(),
         unexplained.join("\n")
