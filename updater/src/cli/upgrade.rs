@@ -1,6 +1,6 @@
 //! `keel upgrade`: fetch, verify and deploy the newest commit of the followed ref.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use ostree::gio::{self, prelude::*};
 
@@ -88,13 +88,7 @@ pub(crate) fn execute(
         print!("{}", report.render());
     }
     if reboot && report.deployed {
-        let status = std::process::Command::new("systemctl")
-            .arg("reboot")
-            .status()
-            .context("running `systemctl reboot`")?;
-        if !status.success() {
-            bail!("`systemctl reboot` failed ({status}); the update is staged and boots next time");
-        }
+        crate::host::reboot(&host, "the staged update")?;
     }
     Ok(())
 }
