@@ -1,0 +1,181 @@
+//! Builds images from a tiny commit (no VM): the partition table, the filesystems' labels,
+//! extlinux and libostree's boot entries on /boot, the deployment's fstab and remote on the
+//! root, and that a failure leaves nothing behind. Needs root (loop devices, mount).
+
+use std::path::Path;
+use std::process::Command;
+
+use keel_common::keys::SecretKey;
+use keel_images::guard::{LoopDevice, Mount};
+use keel_images::layout::MIB;
+use keel_images::{Format, ImageSpec, RemoteSpec};
+use keel_tests::sysroot::TreeBuilder;
+
+const REF: &str = "keel/test/x86_64/host";
+
+fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn repo_with_commit(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("repo");
+    output(
+        Command::new("ostree")
+            .arg("init")
+            .arg(format!("--repo={}", repo.display()))
+            .arg("--mode=archive"),
+    );
+    TreeBuilder::new("1.0")
+        .file("/usr/etc/fstab", "# static file system information\n")
+        .commit(&repo, REF)
+        .unwrap();
+    repo
+}
+
+fn spec(repo: &Path, out: &Path, keys: Option<&Path>) -> ImageSpec {
+    ImageSpec {
+        repo: repo.to_path_buf(),
+        reference: REF.into(),
+        format: Format::Raw,
+        size: 1 << 30,
+        boot_size: 128 * MIB,
+        output: out.to_path_buf(),
+        osname: "keel".into(),
+        remote: keys.map(|k| RemoteSpec {
+            name: "keel".into(),
+            url: "http://10.0.2.2:8080/repo".into(),
+            trusted_keys: k.to_path_buf(),
+        }),
+        kargs: vec!["quiet".into()],
+    }
+}
+
+fn loops_over(file: &Path) -> usize {
+    output(Command::new("losetup").arg("-a"))
+        .lines()
+        .filter(|l| l.contains(&file.display().to_string()))
+        .count()
+}
+
+#[test]
+fn image_has_bootable_boot_partition_extlinux_and_a_deployment() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let repo = repo_with_commit(dir.path());
+    let key = SecretKey::generate().unwrap();
+    let keys = dir.path().join("trusted.pub");
+    std::fs::write(&keys, format!("{}\n", key.public().to_base64())).unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let image = out_dir.join("host.raw");
+
+    let report = keel_images::build(&spec(&repo, &image, Some(&keys))).unwrap();
+    assert_eq!(report.layout.disk_size, 1 << 30);
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 30);
+    let entries: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the image is left in the output directory"
+    );
+
+    let table = output(Command::new("sfdisk").arg("--dump").arg(&image));
+    assert!(table.contains("label: dos"), "{table}");
+    assert!(
+        table.contains("start=        2048, size=      262144, type=83, bootable"),
+        "{table}"
+    );
+    let mbr = std::fs::read(keel_images::build::MBR_BIN).unwrap();
+    let head = std::fs::read(&image).unwrap();
+    assert_eq!(&head[..440], &mbr[..440], "syslinux's MBR code");
+
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    {
+        let boot = report.layout.boot;
+        let dev = LoopDevice::attach(&image, boot.offset, boot.size).unwrap();
+        let label = output(
+            Command::new("blkid")
+                .args(["-p", "-o", "value", "-s", "LABEL"])
+                .arg(dev.path()),
+        );
+        assert_eq!(label.trim(), "keel-boot");
+        let m = Mount::new(dev.path(), &mnt, "ext4").unwrap();
+        assert!(m.path().join("syslinux/ldlinux.sys").is_file());
+        let cfg = std::fs::read_to_string(m.path().join("syslinux/syslinux.cfg")).unwrap();
+        assert!(cfg.starts_with("SERIAL 0 115200\n"), "{cfg}");
+        assert!(cfg.contains("DEFAULT "), "{cfg}");
+        assert!(cfg.contains("KERNEL /boot/ostree/keel-"), "{cfg}");
+        assert!(
+            cfg.contains("APPEND root=LABEL=keel-root rw console=ttyS0,115200 quiet ostree="),
+            "{cfg}"
+        );
+        drop(m);
+        drop(dev);
+    }
+    {
+        let root = report.layout.root;
+        let dev = LoopDevice::attach(&image, root.offset, root.size).unwrap();
+        let label = output(
+            Command::new("blkid")
+                .args(["-p", "-o", "value", "-s", "LABEL"])
+                .arg(dev.path()),
+        );
+        assert_eq!(label.trim(), "keel-root");
+        let m = Mount::new(dev.path(), &mnt, "ext4").unwrap();
+        let deploy = m
+            .path()
+            .join(format!("ostree/deploy/keel/deploy/{}.0", report.commit));
+        let fstab = std::fs::read_to_string(deploy.join("etc/fstab")).unwrap();
+        assert!(
+            fstab.ends_with("LABEL=keel-boot /boot ext4 defaults 0 2\n"),
+            "{fstab}"
+        );
+        let remote =
+            std::fs::read_to_string(deploy.join("etc/keel/config.d/50-remote.toml")).unwrap();
+        assert!(
+            remote.contains("url = \"http://10.0.2.2:8080/repo\""),
+            "{remote}"
+        );
+        assert!(deploy.join("etc/keel/trusted.ed25519.d/keel.pub").is_file());
+        let origin = std::fs::read_to_string(deploy.with_extension("0.origin")).unwrap();
+        assert!(origin.contains(&format!("refspec=keel:{REF}")), "{origin}");
+        let config = std::fs::read_to_string(m.path().join("ostree/repo/config")).unwrap();
+        assert!(config.contains("bootloader=syslinux"), "{config}");
+        assert!(m.path().join("boot").is_dir(), "the mount point for /boot");
+        assert_eq!(std::fs::read_dir(m.path().join("boot")).unwrap().count(), 0);
+        drop(m);
+        drop(dev);
+    }
+    assert_eq!(loops_over(&image), 0);
+}
+
+#[test]
+fn failed_build_leaves_no_output_and_no_scratch() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let repo = repo_with_commit(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let image = out_dir.join("host.raw");
+    let mut bad = spec(&repo, &image, None);
+    bad.reference = "keel/no/such/ref".into();
+    let err = keel_images::build(&bad).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("keel/no/such/ref"), "{text}");
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+
+    let mut small = spec(&repo, &image, None);
+    small.size = 200 * MIB;
+    let err = keel_images::build(&small).unwrap_err();
+    assert!(format!("{err:#}").contains("too small"), "{err:#}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+}
