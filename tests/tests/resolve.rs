@@ -322,6 +322,10 @@ fn tampered_packages_file_fails_naming_the_file_and_hashes() {
 fn unchanged_inrelease_reuses_cached_packages() {
     let f = Fixture::new(&[Deb::new("app", "1")]);
     f.load().unwrap();
+    let cached = std::fs::read_dir(f.cache.path().join("apt"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 2, "the verified InRelease and Packages file");
     f.server.reset_counters();
     f.load().unwrap();
     assert_eq!(f.server.requests(), ["/dists/keel/InRelease"]);

@@ -84,7 +84,7 @@ pub fn check(file: &str, bytes: &[u8], entry: &FileEntry) -> Result<(), AptError
 }
 
 /// Writes a cache file atomically (temp file + rename) so a crash leaves no half file.
-fn store(path: &Path, bytes: &[u8]) -> Result<(), AptError> {
+pub fn store(path: &Path, bytes: &[u8]) -> Result<(), AptError> {
     let io = |source| AptError::Io {
         path: path.to_path_buf(),
         source,

@@ -215,7 +215,7 @@ pub fn load(
         for suite in &spec.suites {
             bar.step(&format!("{} {suite}", spec.url));
             let dists = format!("{}/dists/{suite}", spec.url.trim_end_matches('/'));
-            let release = fetch_release(spec, suite, &dists)?;
+            let release = fetch_release(spec, suite, &dists, cachedir)?;
             for component in &spec.components {
                 let origin = format!("{} ({suite} {component})", spec.name);
                 let text = index::packages_text(&dists, &release, component, arch, cachedir)?
@@ -240,8 +240,14 @@ pub fn load(
     Ok(Universe::new(arch, packages))
 }
 
-/// `InRelease` of one suite, signature-checked and parsed.
-fn fetch_release(spec: &RepoSpec, suite: &str, dists: &str) -> Result<release::Release, AptError> {
+/// `InRelease` of one suite, signature-checked, kept in the cache (keyed by URL and hash, as
+/// a record of what a compose used) and parsed.
+fn fetch_release(
+    spec: &RepoSpec,
+    suite: &str,
+    dists: &str,
+    cachedir: &Path,
+) -> Result<release::Release, AptError> {
     let url = format!("{dists}/InRelease");
     let signed = download::get(&url)?;
     let bad_signature = |detail: String| AptError::BadSignature {
@@ -278,6 +284,10 @@ fn fetch_release(spec: &RepoSpec, suite: &str, dists: &str) -> Result<release::R
             valid_until: parsed.valid_until.unwrap_or_default(),
         });
     }
+    index::store(
+        &index::cache_path(cachedir, &url, &index::sha256_hex(&signed)),
+        &signed,
+    )?;
     Ok(parsed)
 }
 
