@@ -30,6 +30,8 @@ use order::OrderError;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
@@ -152,23 +154,28 @@ pub fn install_with(
     };
 
     // Cached script-free packages are placed first; the rest is extracted for the bootstrap.
+    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let mut from_cache = Vec::new();
     let mut essential = Vec::new();
     for name in &plan.essential {
-        let Some((p, deb, _)) = by_name.get(name.as_str()) else {
+        let Some((p, _, _)) = by_name.get(name.as_str()) else {
             continue;
         };
         if cache.place(&root, p)? {
             from_cache.push(name.clone());
-            continue;
+        } else {
+            essential.push(name.clone());
         }
-        extract::unpack_data(deb, &root).map_err(|reason| InstallError::Extract {
-            package: p.name.clone(),
-            deb: deb.to_path_buf(),
-            reason,
-        })?;
-        essential.push(name.clone());
     }
+    let to_extract: Vec<(&str, &Path)> = essential
+        .iter()
+        .filter_map(|n| {
+            by_name
+                .get(n.as_str())
+                .map(|(_, d, _)| (n.as_str(), d.as_path()))
+        })
+        .collect();
+    extract_all(&to_extract, &root, jobs)?;
     write_policy_rc_d(&root)?;
     done("bootstrap");
     if !essential.is_empty() {
@@ -223,7 +230,6 @@ pub fn install_with(
     remove_policy_rc_d(&root)?;
     done("check");
 
-    let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let cached = cache.import_all(packages, debs, jobs)?;
     done("cache-import");
     Ok(InstallReport {
@@ -235,6 +241,37 @@ pub fn install_with(
         seconds: started.elapsed().as_secs_f64(),
         phases,
     })
+}
+
+/// Extracts the `(package, deb)` pairs into `root`, `jobs` at a time. Order does not matter:
+/// `dpkg --install` unpacks every one of them again over the result.
+fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), InstallError> {
+    let next = AtomicUsize::new(0);
+    let first_error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((package, deb)) = debs.get(i) else {
+                    break;
+                };
+                if let Err(reason) = extract::unpack_data(deb, root) {
+                    if let Ok(mut slot) = first_error.lock() {
+                        slot.get_or_insert(InstallError::Extract {
+                            package: package.to_string(),
+                            deb: deb.to_path_buf(),
+                            reason,
+                        });
+                    }
+                    break;
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn dpkg<'a>(args: &[&'a str]) -> Vec<&'a str> {

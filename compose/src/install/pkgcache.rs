@@ -25,7 +25,14 @@
 //! Files are checked out by copy, not hardlinked: a later maintainer script or postprocess
 //! script that edits a file in place then cannot corrupt the cache. The price is a copy per
 //! file, still far cheaper than decompressing and unpacking. Cold composes pay one extra
-//! extraction and commit per cacheable package, after the install succeeded.
+//! extraction and commit per cacheable package, after the install succeeded (in parallel); a
+//! package found uncacheable is remembered as an empty file `keel-uncacheable/<sha256>` in the
+//! repository so later composes do not inspect it again.
+//!
+//! Measured on Debian bookworm's required set (96 packages, 18 of them cacheable, 2 busy
+//! cores): cold 58 s (of which 9 s filling the cache), warm 44 s; in both, ~28 s go to
+//! `dpkg --install` of the Essential packages that have maintainer scripts, which no cache can
+//! skip soundly.
 
 use super::extract;
 use super::usr_links;
@@ -423,8 +430,9 @@ fn placeable(
         }
         match root.join(&path).symlink_metadata() {
             Err(_) => true,
-            // An existing directory may be shared; anything else belongs to someone else.
-            Ok(_) => m.dir && root.join(&path).is_dir(),
+            // A real directory may be shared; anything else (a file, or a symlink such as
+            // /var/run -> /run that a checkout could replace) is left to dpkg.
+            Ok(meta) => m.dir && meta.is_dir(),
         }
     })
 }
@@ -558,6 +566,9 @@ mod tests {
             "/usr/bin/x\n/usr/bin/x.real\npkg\n",
             ""
         ));
+        std::os::unix::fs::symlink("/run", root.path().join("var-run")).unwrap();
+        let through_link = members(&[("/var-run", true), ("/var-run/x", false)]);
+        assert!(!placeable(root.path(), &through_link, LINKS, "", ""));
         let man = members(&[("/usr/share/man/man1/x.1.gz", false)]);
         assert!(!placeable(
             root.path(),
