@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Temporary files older than this in the cache were left by a compose that was killed.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// Attempts per URL when the transport fails (connection refused, reset, timeout, 5xx).
 const ATTEMPTS: u32 = 3;
 
@@ -82,6 +85,7 @@ pub fn fetch(
             source,
         });
     }
+    remove_stale_temps(&dir, STALE_AFTER);
     let progress = progress_bar(packages);
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
@@ -124,6 +128,26 @@ pub fn fetch(
     match first_error {
         Some(e) => Err(e),
         None => Ok(paths),
+    }
+}
+
+/// Removes temporary download files (`.tmp*`) older than `age` from `dir`: best effort, as a
+/// leftover only costs disk space. Younger ones may belong to a compose running right now.
+fn remove_stale_temps(dir: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_temp = entry.file_name().to_string_lossy().starts_with(".tmp");
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if is_temp && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -345,6 +369,29 @@ mod tests {
             hash_reader(&b"abc"[..]).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn only_old_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join(".tmpOLD");
+        let young = dir.path().join(".tmpNEW");
+        let kept = dir.path().join("aa.deb");
+        for path in [&old, &young, &kept] {
+            std::fs::write(path, "x").unwrap();
+        }
+        let past = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+        for path in [&old, &kept] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
+        remove_stale_temps(dir.path(), STALE_AFTER);
+        assert!(!old.exists());
+        assert!(young.exists() && kept.exists());
     }
 
     #[test]

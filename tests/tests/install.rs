@@ -444,4 +444,37 @@ fn heavy_install_debian_required_set_cold_then_warm() {
     );
     assert!(!report.from_cache.is_empty(), "{report:?}");
     assert_eq!(verify_all(warm.path()), verify_all(cold.path()));
+    for dir in ["usr", "etc", "var/lib/dpkg/info"] {
+        let (cold_entries, warm_entries) = (entries(cold.path(), dir), entries(warm.path(), dir));
+        let differ: Vec<_> = cold_entries
+            .symmetric_difference(&warm_entries)
+            .take(20)
+            .collect();
+        assert!(differ.is_empty(), "cold and warm {dir} differ: {differ:#?}");
+    }
+}
+
+/// Path, type, mode, owner, size and link target of everything under `root/dir`.
+fn entries(root: &Path, dir: &str) -> std::collections::BTreeSet<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo = vec![root.join(dir)];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let target = std::fs::read_link(&path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        let size = if meta.is_file() { meta.len() } else { 0 };
+        out.insert(format!(
+            "{rel} {:o} {}:{} {size} {target}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid()
+        ));
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
 }
