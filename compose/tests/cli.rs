@@ -161,6 +161,38 @@ fn missing_package_fails_before_touching_the_repo() {
 }
 
 #[test]
+fn unsatisfiable_dependency_from_a_signed_repo_names_the_chain() {
+    use keel_tests::aptrepo::AptRepo;
+    use keel_tests::deb::Deb;
+    use keel_tests::http::FileServer;
+
+    let f = Fixture::new();
+    let apt = AptRepo::new("keel").unwrap();
+    apt.add(&[Deb::new("keel-app", "1.0").depends("keel-libmissing (>= 2)")])
+        .unwrap();
+    apt.publish().unwrap();
+    let server = FileServer::serve(&apt.root()).unwrap();
+    let text = format!(
+        "ref = \"keel/test/host\"\npackages = [\"keel-app\"]\n\n[[repos]]\nname = \"loopback\"\nurl = \"{}\"\nsuites = [\"keel\"]\ncomponents = [\"main\"]\nkeyring = \"{}\"\n",
+        server.url(),
+        apt.keyring().display()
+    );
+    let before = f.repo_state();
+    let out = f.compose(&f.treefile(&text));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("keel-libmissing"), "{err}");
+    assert!(err.contains("keel-app"), "names who asked for it: {err}");
+    assert_eq!(f.repo_state(), before, "repository changed");
+    f.assert_no_scratch_trees();
+    assert!(
+        server.requests().iter().all(|r| !r.ends_with(".deb")),
+        "downloaded packages before resolving: {:?}",
+        server.requests()
+    );
+}
+
+#[test]
 fn missing_package_does_not_create_a_repo() {
     let f = Fixture::new();
     let fresh = f.path("fresh-repo");
