@@ -572,6 +572,39 @@ mod tests {
     use super::*;
     use crate::treefile::AptRepo;
 
+    fn report(no_op: bool) -> Report {
+        Report {
+            commit: "ab12".into(),
+            reference: "keel/test/host".into(),
+            version: "20261122.1".into(),
+            packages: 199,
+            kernel: "6.1.0-56-amd64".into(),
+            tree_bytes: 928_836_608,
+            repo_bytes_added: 328_485_251,
+            phases: vec![PhaseTime {
+                phase: "commit".into(),
+                seconds: 16.7,
+            }],
+            seconds: 109.3,
+            no_op,
+            release: Default::default(),
+        }
+    }
+
+    #[test]
+    fn report_renders_for_people_and_serializes_for_scripts() {
+        assert_eq!(
+            report(false).render(),
+            "keel/test/host => ab12\nversion 20261122.1, 199 packages, kernel 6.1.0-56-amd64, \
+             tree 928 MB, repository +328 MB, 109.3 s"
+        );
+        assert!(report(true).render().ends_with("nothing was written"));
+        let json: serde_json::Value = serde_json::to_value(report(true)).unwrap();
+        assert_eq!(json["ref"], "keel/test/host");
+        assert_eq!(json["no_op"], true);
+        assert_eq!(json["phases"][0]["phase"], "commit");
+    }
+
     #[test]
     fn stale_scratch_trees_are_removed_live_ones_kept() {
         let parent = tempfile::tempdir().unwrap();
