@@ -171,10 +171,22 @@ fn local_debs_enter_the_cache_and_server_errors_name_the_url() {
 /// its dependent is unpacked, a file trigger, and a package without scripts (cacheable).
 fn distribution() -> Vec<Deb> {
     vec![
+        // Like libc-bin with its ldconfig trigger.
         Deb::new("base", "1")
             .field("Essential", "yes")
             .file("/etc/keel-base.conf", "base\n")
-            .script("postinst", "#!/bin/sh\nset -e\nmkdir -p /var/lib/keel\necho base >> /var/lib/keel/configured\n"),
+            .script("triggers", "interest-noawait keel-ldconfig\n")
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\nmkdir -p /var/lib/keel\n\
+                 if [ \"$1\" = triggered ]; then echo \"$2\" >> /var/lib/keel/base-triggered; exit 0; fi\n\
+                 echo base >> /var/lib/keel/configured\n",
+            ),
+        // Like a shared library: no scripts, only `activate-noawait ldconfig`.
+        Deb::new("libthing1", "1")
+            .depends("base")
+            .file("/opt/lib/libthing.so.1", "ELF")
+            .script("triggers", "# added by a helper\nactivate-noawait keel-ldconfig\n"),
         Deb::new("helper", "1").depends("base").script(
             "postinst",
             "#!/bin/sh\nset -e\nmkdir -p /var/lib/keel\necho helper > /var/lib/keel/helper-ready\n",
@@ -231,7 +243,7 @@ fn install_configures_everything_runs_postinst_and_triggers() {
         &PackageCache::disabled(),
     )
     .unwrap();
-    assert_eq!(report.packages, 6);
+    assert_eq!(report.packages, 7);
     assert_eq!(report.essential, 1);
 
     let status = dpkg_status(root.path());
@@ -250,6 +262,16 @@ fn install_configures_everything_runs_postinst_and_triggers() {
     assert!(
         keel.join("app-configured").exists(),
         "app's postinst did not run"
+    );
+    let activated = std::fs::read_to_string(keel.join("base-triggered")).unwrap();
+    // At unpack and again at configure, depending on when dpkg processes triggers.
+    assert!(
+        activated.lines().next().is_some(),
+        "libthing1 activated nothing"
+    );
+    assert!(
+        activated.lines().all(|l| l == "keel-ldconfig"),
+        "{activated}"
     );
     let triggered = std::fs::read_to_string(keel.join("trigger-ran")).unwrap();
     assert!(triggered.contains("/opt/watched"), "{triggered}");
@@ -352,16 +374,27 @@ fn warm_install_places_cached_script_free_packages_and_dpkg_accepts_them() {
     let cold = tempfile::tempdir().unwrap();
     let report = install_with(&sandbox(cold.path()), &packages, &debs, &cache).unwrap();
     assert!(report.from_cache.is_empty());
-    // Only the packages without maintainer scripts are cacheable: feeder and plain.
-    assert_eq!(report.cached, 2, "{report:?}");
+    // Only the packages without maintainer scripts are cacheable: libthing1, feeder and plain.
+    assert_eq!(report.cached, 3, "{report:?}");
     let plain = packages.iter().find(|p| p.name == "plain").unwrap();
     assert!(cache.contains(&plain.sha256));
 
     let warm = tempfile::tempdir().unwrap();
     let report = install_with(&sandbox(warm.path()), &packages, &debs, &cache).unwrap();
     // feeder is not placed: watcher's file trigger is interested in its files.
-    assert_eq!(report.from_cache, vec!["plain"], "{report:?}");
+    assert_eq!(report.from_cache, vec!["libthing1", "plain"], "{report:?}");
     assert_eq!(report.cached, 0);
+    // Configuring the placed libthing1 activated base's trigger, as unpacking it does.
+    let activated =
+        std::fs::read_to_string(warm.path().join("var/lib/keel/base-triggered")).unwrap();
+    assert!(
+        activated.lines().next().is_some(),
+        "libthing1 activated nothing"
+    );
+    assert!(
+        activated.lines().all(|l| l == "keel-ldconfig"),
+        "{activated}"
+    );
     let status = dpkg_status(warm.path());
     for p in &packages {
         assert!(
