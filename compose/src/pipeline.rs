@@ -124,6 +124,9 @@ impl Interrupt {
                 if let Ok(cancellable) = handler.cancellable.lock() {
                     cancellable.cancel();
                 }
+                // A SIGINT sent to us alone (not the terminal's process group) must still
+                // stop a running maintainer script or dracut: end our sandbox processes.
+                terminate_children();
             });
             interrupt
         });
@@ -397,6 +400,38 @@ pub fn compose_with(
     })
 }
 
+/// The parent pid field of a `/proc/PID/stat` line.
+fn parent_pid(stat: &str) -> Option<i32> {
+    // The command name may hold spaces and parentheses; the fields after its last `)` do not.
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Sends SIGTERM to this process's direct children (the `bwrap` of a running sandbox step,
+/// whose sandboxed processes die with it).
+fn terminate_children() {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let is_child = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| parent_pid(&stat))
+            == Some(me);
+        if let (true, Some(pid)) = (is_child, rustix::process::Pid::from_raw(pid)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::Term);
+        }
+    }
+}
+
 const SCRATCH_PREFIX: &str = "compose-";
 /// Names the process that owns a scratch directory, for [`remove_stale_scratch`].
 const SCRATCH_OWNER: &str = "owner";
@@ -624,6 +659,20 @@ mod tests {
             foreign.exists(),
             "a directory without an owner file may be starting up"
         );
+    }
+
+    #[test]
+    fn parent_pid_from_stat_lines() {
+        for (stat, want) in [
+            ("1234 (bwrap) S 99 1234 1234 0 -1", Some(99)),
+            ("1234 (odd name) x) R 7 1 1", Some(7)),
+            ("garbage", None),
+        ] {
+            assert_eq!(parent_pid(stat), want, "{stat}");
+        }
+        let mine = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let parent = std::os::unix::process::parent_id() as i32;
+        assert_eq!(parent_pid(&mine), Some(parent));
     }
 
     #[test]
