@@ -11,10 +11,11 @@
 //!    transaction; then the release steps (publishing: signatures, deltas, summary).
 //!
 //! The scratch tree is removed on every exit path, including errors and Ctrl-C: SIGINT sets a
-//! flag that the pipeline checks between phases and cancels libostree's work; a terminal's
-//! Ctrl-C also reaches the sandboxed process (bubblewrap shares our process group) so a
-//! running maintainer script or dracut stops at once. A repository transaction that was
-//! interrupted is aborted: the refs stay as they were.
+//! flag that the pipeline checks between phases, cancels libostree's work and terminates our
+//! child processes (the running bubblewrap step: a maintainer script, dracut), so the current
+//! phase fails at once. A repository transaction that was interrupted is aborted: the refs
+//! stay as they were. A compose killed outright (SIGKILL) leaves its scratch tree; the next
+//! compose with the same cachedir removes it (its owner process is gone).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
