@@ -38,7 +38,8 @@ impl Deb {
     }
 
     pub fn file(mut self, path: &str, content: impl Into<Vec<u8>>) -> Self {
-        self.files.push((path.trim_start_matches('/').into(), content.into()));
+        self.files
+            .push((path.trim_start_matches('/').into(), content.into()));
         self
     }
 
@@ -49,7 +50,10 @@ impl Deb {
 
     /// The file name Debian gives this package: `NAME_VERSION_ARCH.deb`.
     pub fn file_name(&self) -> String {
-        let version = self.version.split_once(':').map_or(&*self.version, |(_, v)| v);
+        let version = self
+            .version
+            .split_once(':')
+            .map_or(&*self.version, |(_, v)| v);
         format!("{}_{}_{}.deb", self.name, version, self.arch)
     }
 
@@ -71,7 +75,11 @@ impl Deb {
         for (name, content) in &self.scripts {
             let path = debian.join(name);
             std::fs::write(&path, content)?;
-            let mode = if name == "conffiles" || name == "triggers" { 0o644 } else { 0o755 };
+            let mode = if name == "conffiles" || name == "triggers" {
+                0o644
+            } else {
+                0o755
+            };
             set_mode(&path, mode)?;
         }
         for (path, content) in &self.files {
@@ -118,11 +126,19 @@ mod tests {
             .build(out.path())
             .unwrap();
         assert!(deb.ends_with("hello_1.0-1_amd64.deb"));
-        let info = Command::new("dpkg-deb").arg("-f").arg(&deb).output().unwrap();
+        let info = Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&deb)
+            .output()
+            .unwrap();
         let text = String::from_utf8(info.stdout).unwrap();
         assert!(text.contains("Version: 1:1.0-1"), "{text}");
         assert!(text.contains("Depends: libc6 (>= 2.36)"), "{text}");
-        let list = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+        let list = Command::new("dpkg-deb")
+            .arg("-c")
+            .arg(&deb)
+            .output()
+            .unwrap();
         assert!(String::from_utf8_lossy(&list.stdout).contains("./usr/share/hello/greeting"));
     }
 }

@@ -75,7 +75,11 @@ impl FileServer {
 
     /// Paths requested, in order.
     pub fn requests(&self) -> Vec<String> {
-        self.state.requests.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn reset_counters(&self) {
@@ -141,7 +145,9 @@ fn handle(root: &Path, state: &State, request: tiny_http::Request) {
     }
     let head = request.method() == &tiny_http::Method::Head;
     if !head {
-        state.bytes_sent.fetch_add(part.len() as u64, Ordering::SeqCst);
+        state
+            .bytes_sent
+            .fetch_add(part.len() as u64, Ordering::SeqCst);
     }
     let mut response = tiny_http::Response::from_data(if head { Vec::new() } else { part })
         .with_status_code(status);
@@ -156,14 +162,15 @@ fn handle(root: &Path, state: &State, request: tiny_http::Request) {
 
 /// `Range: bytes=S-[E]` as a half-open byte range within `len`.
 fn range(request: &tiny_http::Request, len: u64) -> Option<(u64, u64)> {
-    let header = request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Range"))?;
+    let header = request.headers().iter().find(|h| h.field.equiv("Range"))?;
     let spec = header.value.as_str().strip_prefix("bytes=")?;
     let (s, e) = spec.split_once('-')?;
     let start: u64 = s.parse().ok()?;
-    let end = if e.is_empty() { len } else { e.parse::<u64>().ok()? + 1 };
+    let end = if e.is_empty() {
+        len
+    } else {
+        e.parse::<u64>().ok()? + 1
+    };
     (start < end && end <= len).then_some((start, end))
 }
 
@@ -188,7 +195,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
         let server = FileServer::serve(dir.path()).unwrap();
-        assert_eq!(get(&format!("{}/a.txt", server.url())), (200, b"hello".to_vec()));
+        assert_eq!(
+            get(&format!("{}/a.txt", server.url())),
+            (200, b"hello".to_vec())
+        );
         assert_eq!(server.bytes_sent(), 5);
         assert_eq!(get(&format!("{}/missing", server.url())).0, 404);
         server.inject("a.txt", Fault::Status(503));
