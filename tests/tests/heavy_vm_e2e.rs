@@ -146,7 +146,7 @@ fn container_echo(vm: &mut Vm, word: &str) {
 }
 
 #[test]
-fn heavy_vm_e2e_upgrade() {
+fn heavy_vm_e2e_upgrade_and_rollback() {
     let mut steps = Steps::new();
     let work = tempfile::Builder::new()
         .prefix("keel-vm-e2e.")
@@ -257,6 +257,14 @@ fn heavy_vm_e2e_upgrade() {
     eprintln!("keel status (v2):\n{status}");
     assert!(status.contains(&v2.commit[..12]), "{status}");
     steps.done("v2 checks");
+
+    vm.run_and_wait_for_reboot("keel rollback --reboot", BOOT + CMD)
+        .unwrap();
+    assert_eq!(guest_version(&mut vm), "1.0", "rollback must boot v1 again");
+    container_echo(&mut vm, "hello-again");
+    let status = vm.must("keel status", CMD).unwrap();
+    eprintln!("keel status (after rollback):\n{status}");
+    steps.done("keel rollback --reboot, boot 3, v1 checks");
 
     vm.shutdown(Duration::from_secs(120)).unwrap();
     steps.done("poweroff");

@@ -45,7 +45,7 @@ pub fn cleanup(host: &Host) -> Result<(Vec<String>, u64)> {
         .iter()
         .zip(&flags)
         .filter(|(_, f)| keep(f))
-        .map(|(d, _)| d.clone())
+        .map(|(d, _)| Clone::clone(d))
         .collect();
     let removed: Vec<String> = all
         .iter()

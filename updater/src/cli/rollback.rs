@@ -41,8 +41,10 @@ pub fn rollback(host: &Host) -> Result<String> {
         .booted_deployment()
         .and_then(|b| deployments.iter().position(|d| d.equal(&b)));
     let order = rollback_order(deployments.len(), booted)?;
-    let reordered: Vec<ostree::Deployment> =
-        order.iter().map(|&i| deployments[i].clone()).collect();
+    let reordered: Vec<ostree::Deployment> = order
+        .iter()
+        .map(|&i| Clone::clone(&deployments[i]))
+        .collect();
     host.write_deployments(&reordered)?;
     Ok(reordered[0].csum().to_string())
 }
