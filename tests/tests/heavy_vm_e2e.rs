@@ -34,6 +34,7 @@ fn cache_root() -> PathBuf {
 struct Steps {
     started: Instant,
     last: Instant,
+    rows: Vec<(String, f64)>,
 }
 
 impl Steps {
@@ -42,16 +43,31 @@ impl Steps {
         Self {
             started: now,
             last: now,
+            rows: Vec::new(),
         }
     }
+
     fn done(&mut self, what: &str) {
         let now = Instant::now();
+        let seconds = (now - self.last).as_secs_f64();
         eprintln!(
-            "vm-e2e: {what}: {:.1} s (total {:.1} s)",
-            (now - self.last).as_secs_f64(),
+            "vm-e2e: {what}: {seconds:.1} s (total {:.1} s)",
             (now - self.started).as_secs_f64()
         );
+        self.rows.push((what.to_string(), seconds));
         self.last = now;
+    }
+
+    /// The story's summary table (ci/demo shows it to the user).
+    fn table(&self) -> String {
+        let width = self.rows.iter().map(|(w, _)| w.len()).max().unwrap_or(4);
+        let mut out = format!("{:<width$}  {:>8}\n", "step", "seconds");
+        for (what, seconds) in &self.rows {
+            out.push_str(&format!("{what:<width$}  {seconds:>8.1}\n"));
+        }
+        let total = self.rows.iter().map(|(_, s)| s).sum::<f64>();
+        out.push_str(&format!("{:<width$}  {total:>8.1}\n", "total"));
+        out
     }
 }
 
@@ -182,7 +198,7 @@ fn heavy_vm_e2e_upgrade_and_rollback() {
 
     let repo = root.join("repo");
     let v1 = compose_and_publish(&treefile, &repo, &key);
-    steps.done(&format!("compose v1 {} ({})", v1.version, v1.commit));
+    steps.done(&format!("compose v1 {} ({})", v1.version, &v1.commit[..12]));
 
     let server = FileServer::serve(&repo).unwrap();
     let port = server.url().rsplit(':').next().unwrap().to_string();
@@ -229,13 +245,17 @@ fn heavy_vm_e2e_upgrade_and_rollback() {
     overlay("2.0", "two", &archive_bytes, &overlay_dir);
     let v2 = compose_and_publish(&treefile, &repo, &key);
     assert_ne!(v2.commit, v1.commit);
-    steps.done(&format!("compose v2 {} ({})", v2.version, v2.commit));
+    steps.done(&format!("compose v2 {} ({})", v2.version, &v2.commit[..12]));
 
     server.reset_counters();
     vm.run_and_wait_for_reboot("keel upgrade --reboot", BOOT + CMD)
         .unwrap();
-    eprintln!("upgrade fetched {} bytes", server.bytes_sent());
-    steps.done("keel upgrade --reboot, boot 2");
+    let pulled = server.bytes_sent();
+    eprintln!("upgrade fetched {pulled} bytes");
+    steps.done(&format!(
+        "keel upgrade --reboot {} -> {}, boot 2 ({pulled} bytes pulled)",
+        v1.version, v2.version
+    ));
 
     assert_eq!(guest_version(&mut vm), "2.0");
     assert_eq!(
@@ -268,4 +288,5 @@ fn heavy_vm_e2e_upgrade_and_rollback() {
 
     vm.shutdown(Duration::from_secs(120)).unwrap();
     steps.done("poweroff");
+    eprintln!("\nvm-e2e summary:\n{}", steps.table());
 }
