@@ -10,6 +10,7 @@ use std::process::Command;
 
 use keel_common::meta;
 use keel_compose::pipeline::{self, Options};
+use keel_compose::release::steps::ReleaseOptions;
 
 fn cache_root() -> PathBuf {
     std::env::var_os("KEEL_TEST_CACHE")
@@ -189,4 +190,52 @@ fn heavy_compose_host_treefile() {
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "scratch trees left: {leftovers:?}");
+
+    // Unchanged inputs: a no-op that writes nothing and fetches no package.
+    let refs_before = ostree(&repo, &["refs"]);
+    let again = pipeline::compose(&options).expect("second compose");
+    assert!(again.no_op, "unchanged inputs must be a no-op");
+    assert_eq!(again.commit, report.commit);
+    assert!(
+        !again.phases.iter().any(|p| p.phase == "fetch"),
+        "a no-op fetches nothing: {:?}",
+        again.phases
+    );
+    assert_eq!(ostree(&repo, &["refs"]), refs_before);
+    eprintln!("no-op compose: {:.1} s", again.seconds);
+
+    // The lockfile every compose writes composes exactly that set (here: a no-op again), and a
+    // locked package whose sha256 the archive no longer has fails, naming it, writing nothing.
+    let lockfile = report
+        .release
+        .lockfile
+        .clone()
+        .expect("a lockfile was written");
+    let locked = |path: &Path| {
+        pipeline::compose_with(
+            &options,
+            &ReleaseOptions {
+                lockfile: Some(path.to_path_buf()),
+                ..Default::default()
+            },
+        )
+    };
+    assert!(locked(&lockfile).expect("composing the lockfile").no_op);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lockfile).unwrap()).unwrap();
+    let first = &mut json["packages"][0];
+    let name = first["name"].as_str().unwrap().to_string();
+    first["sha256"] = serde_json::Value::String("0".repeat(64));
+    let tampered = work.path().join("tampered.lock.json");
+    std::fs::write(&tampered, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let err = format!(
+        "{:#}",
+        locked(&tampered).expect_err("a gone package must fail")
+    );
+    assert!(err.contains(&name), "the error must name {name}: {err}");
+    assert_eq!(ostree(&repo, &["refs"]), refs_before);
+    assert_eq!(
+        ostree(&repo, &["rev-parse", &report.reference]).trim(),
+        commit
+    );
 }
