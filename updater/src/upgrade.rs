@@ -190,6 +190,7 @@ pub fn run(
     }
 
     let on_progress: Rc<dyn Fn(&PullProgress)> = Rc::from(on_progress);
+    let repo_path = host.path().join("ostree/repo");
     let from = current.as_ref().map(|c| c.checksum.clone());
     let via_delta = match from {
         Some(from) if !complete => fetch_and_apply_delta(
@@ -200,11 +201,16 @@ pub fn run(
             &on_progress,
             cancellable,
         )
-        .with_context(|| {
-            format!(
+        .map_err(|e| {
+            let hint = if is_out_of_space(&format!("{e:#}")) {
+                format!(" ({})", out_of_space_hint(&repo_path))
+            } else {
+                String::new()
+            };
+            e.context(format!(
                 "applying the static delta to {new_checksum} for {reference} failed; \
-                         nothing was deployed and the ref did not move"
-            )
+                 nothing was deployed and the ref did not move{hint}"
+            ))
         })?,
         _ => None,
     };
@@ -215,7 +221,7 @@ pub fn run(
         network_retries: request.network_retries,
     };
     let mut stats = pull::pull_content(&repo, &pull_request, on_progress, cancellable)
-        .map_err(|e| explain_pull_error(e, &reference, &new_checksum))?;
+        .map_err(|e| explain_pull_error(e, &repo_path, &reference, &new_checksum))?;
     if let Some(fetched) = via_delta {
         stats.used_delta = true;
         stats.progress.bytes_transferred += fetched.bytes;
@@ -320,17 +326,37 @@ fn fetch_and_apply_delta(
 }
 
 /// Turns libostree's pull error into one that says what happened to the host and what to do.
-fn explain_pull_error(e: glib::Error, reference: &str, checksum: &str) -> anyhow::Error {
+fn explain_pull_error(
+    e: glib::Error,
+    repo: &Path,
+    reference: &str,
+    checksum: &str,
+) -> anyhow::Error {
     let hint = if e.matches(gio::IOErrorEnum::Cancelled) {
-        "interrupted; objects already fetched are kept, run the command again to resume"
-    } else if e.matches(gio::IOErrorEnum::NoSpace) || e.message().contains("No space left") {
-        "the disk is full; free space (e.g. `keel cleanup`) and run the command again"
+        "interrupted; objects already fetched are kept, run the command again to resume".into()
+    } else if e.matches(gio::IOErrorEnum::NoSpace) || is_out_of_space(e.message()) {
+        out_of_space_hint(repo)
     } else {
-        "the remote may be unreachable or serving damaged files; run the command again later"
+        "the remote may be unreachable or serving damaged files; run the command again later".into()
     };
     anyhow::anyhow!(
         "pulling {checksum} for {reference} failed: {}; nothing was deployed and the ref did not move ({hint})",
         e.message()
+    )
+}
+
+/// True for ENOSPC and for libostree's own free-space refusals ("Delta requires 6.3 MB free
+/// space", "min-free-space-percent '3%' would be exceeded").
+fn is_out_of_space(message: &str) -> bool {
+    ["No space left", "free space", "min-free-space"]
+        .iter()
+        .any(|needle| message.contains(needle))
+}
+
+fn out_of_space_hint(repo: &Path) -> String {
+    let path = repo.display();
+    format!(
+        "not enough free space in {path}: free some space (`keel cleanup`) and run the command again"
     )
 }
 
@@ -480,6 +506,18 @@ mod tests {
         assert_eq!(d.removed, pkgs(&[("curl", "7")]));
         assert_eq!(d.changed, vec![("bash".into(), "5.1".into(), "5.2".into())]);
         assert_eq!(package_diff(&new, &new), PackageDiff::default());
+    }
+
+    #[test]
+    fn enospc_and_libostrees_free_space_refusals_read_as_out_of_space() {
+        assert!(is_out_of_space("fallocate: No space left on device"));
+        assert!(is_out_of_space(
+            "Delta requires 6.3 MB free space, but only 2.1 MB available"
+        ));
+        assert!(is_out_of_space(
+            "min-free-space-percent '3%' would be exceeded, at least 6.3 MB requested"
+        ));
+        assert!(!is_out_of_space("Server returned HTTP 404"));
     }
 
     #[test]
