@@ -536,8 +536,11 @@ fn a_dropped_connection_is_resumed_by_the_next_run() {
         refetched.iter().any(|r| r.ends_with(&name)),
         "{refetched:?}"
     );
+    // The dropped object, and at most one other that was in flight when the drop failed
+    // the pull; everything that had arrived is kept.
+    let content = refetched.iter().filter(|r| r.ends_with(".filez")).count();
     assert!(
-        refetched.len() <= 4,
+        content <= 2,
         "objects fetched before the drop were fetched again: {refetched:?}"
     );
 }
@@ -828,20 +831,22 @@ fn interrupted_transfer_mid_pull_changes_nothing_and_resumes() {
     for i in 0..FILES {
         v2 = v2.file(
             &format!("usr/share/keel-test/new{i}"),
-            noise(EACH, 100 + i as u64),
+            noise(EACH, 1000 + 2 * i as u64),
         );
     }
     let v2 = w.publish(v2, REF);
+    // Distinct even seeds: `noise` sets the low bit, so seeds n and n + 1 would collide.
     let total = EACH * FILES;
 
-    // Ctrl-C from another thread once 1 MiB of objects has left the server.
+    // Ctrl-C from another thread once half the objects have left the server (it counts a
+    // response when it queues it, so the client has taken in less).
     let before = w.state();
     let cancellable = gio::Cancellable::new();
     let done = std::sync::atomic::AtomicBool::new(false);
     let err = std::thread::scope(|scope| {
         scope.spawn(|| {
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if w.server.bytes_sent() > 1 << 20 {
+                if w.server.bytes_sent() > total as u64 / 2 {
                     cancellable.cancel();
                     return;
                 }
@@ -875,7 +880,7 @@ fn interrupted_transfer_mid_pull_changes_nothing_and_resumes() {
     assert!(report.deployed);
     let resumed = w.server.bytes_sent();
     assert!(
-        resumed + (EACH as u64) < total as u64,
+        resumed + 4 * (EACH as u64) < total as u64,
         "the second run sent {resumed} bytes of {total}; the first had sent {interrupted}"
     );
     let (deployments, refs) = w.state();
