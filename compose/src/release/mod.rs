@@ -37,3 +37,29 @@ pub fn repo_dir(repo: &ostree::Repo) -> std::path::PathBuf {
     use ostree::gio::prelude::FileExt;
     repo.path().path().unwrap_or_default()
 }
+
+/// A libostree call or a file operation on the repo failed; shared by signing and publishing.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("repo {repo}: {what}: {source}")]
+    Ostree {
+        repo: std::path::PathBuf,
+        what: String,
+        source: glib::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Turns a libostree error into a [`RepoError`] naming the repo and what was being done.
+pub(crate) fn ostree_err(
+    repo: &ostree::Repo,
+    what: impl Into<String>,
+) -> impl FnOnce(glib::Error) -> RepoError {
+    let repo = repo_dir(repo);
+    let what = what.into();
+    move |source| RepoError::Ostree { repo, what, source }
+}

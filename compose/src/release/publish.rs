@@ -6,6 +6,7 @@
 //! for a full host (DESIGN.md: 231 s, 138 MB) and is made only when asked for.
 
 use super::signing::{self, SigningError};
+use super::{ostree_err, RepoError};
 use keel_common::keys::SecretKey;
 use ostree::glib::{self, prelude::*};
 use serde::Serialize;
@@ -14,17 +15,8 @@ use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("repo {repo}: {what}: {source}")]
-    Ostree {
-        repo: PathBuf,
-        what: String,
-        source: glib::Error,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
     #[error(transparent)]
     Signing(#[from] SigningError),
 }
@@ -82,15 +74,6 @@ pub fn publish(
         deltas,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn ostree_err(
-    repo: &ostree::Repo,
-    what: impl Into<String>,
-) -> impl FnOnce(glib::Error) -> PublishError {
-    let repo = super::repo_dir(repo);
-    let what = what.into();
-    move |source| PublishError::Ostree { repo, what, source }
 }
 
 /// Up to `n` ancestors of `commit` (parent first) that the repo holds.
@@ -157,7 +140,7 @@ pub fn update_summary(repo: &ostree::Repo, key: Option<&SecretKey>) -> Result<()
     match std::fs::remove_file(&sig) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(PublishError::Io { path: sig, source }),
+        Err(source) => return Err(RepoError::Io { path: sig, source }.into()),
     }
     repo.regenerate_summary(None, ostree::gio::Cancellable::NONE)
         .map_err(ostree_err(repo, "regenerating the summary"))?;
@@ -201,7 +184,7 @@ pub fn delta_relpath(from: Option<&str>, to: &str) -> PathBuf {
 }
 
 fn dir_bytes(dir: &Path) -> Result<u64, PublishError> {
-    let io = |source| PublishError::Io {
+    let io = |source| RepoError::Io {
         path: dir.to_path_buf(),
         source,
     };

@@ -3,6 +3,7 @@
 //! `ostree.sign.ed25519` (`aay`) over the commit object's serialized bytes; `summary.sig` holds
 //! the same `a{sv}` over the raw bytes of `summary`, written in GVariant normal form.
 
+use super::{ostree_err, RepoError};
 use keel_common::keys::{PublicKey, SecretKey};
 use keel_common::sign::{self, SignError};
 use ostree::glib;
@@ -13,32 +14,14 @@ const SUMMARY_SIG: &str = "summary.sig";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
-    #[error("repo {repo}: {what}: {source}")]
-    Ostree {
-        repo: PathBuf,
-        what: String,
-        source: glib::Error,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Repo(#[from] RepoError),
     #[error("repo {repo}: no summary; run a compose (or `ostree summary -u`) first")]
     NoSummary { repo: PathBuf },
     #[error("commit {commit}: {source}")]
     Commit { commit: String, source: SignError },
     #[error("summary of {repo}: {source}")]
     Summary { repo: PathBuf, source: SignError },
-}
-
-fn ostree_err(
-    repo: &ostree::Repo,
-    what: impl Into<String>,
-) -> impl FnOnce(glib::Error) -> SigningError {
-    let repo = super::repo_dir(repo);
-    let what = what.into();
-    move |source| SigningError::Ostree { repo, what, source }
 }
 
 /// The commit object's serialized bytes: what ostree's ed25519 signatures cover.
@@ -49,12 +32,11 @@ pub fn commit_bytes(repo: &ostree::Repo, checksum: &str) -> Result<glib::Bytes, 
     Ok(commit.data_as_bytes())
 }
 
-/// Adds `key`'s signature to commit `checksum`'s detached metadata (other entries are kept).
-pub fn sign_commit(
+/// Commit `checksum`'s signed bytes and its detached metadata, as stored.
+fn signed_payload(
     repo: &ostree::Repo,
     checksum: &str,
-    key: &SecretKey,
-) -> Result<(), SigningError> {
+) -> Result<(glib::Bytes, Option<glib::Variant>), SigningError> {
     let data = commit_bytes(repo, checksum)?;
     let detached = repo
         .read_commit_detached_metadata(checksum, ostree::gio::Cancellable::NONE)
@@ -62,18 +44,31 @@ pub fn sign_commit(
             repo,
             format!("reading detached metadata of {checksum}"),
         ))?;
-    let signed =
-        sign::add_signature(detached.as_ref(), &sign::sign(key, &data)).map_err(|source| {
-            SigningError::Commit {
-                commit: checksum.to_string(),
-                source,
-            }
-        })?;
+    Ok((data, detached))
+}
+
+fn commit_error(checksum: &str) -> impl FnOnce(SignError) -> SigningError + '_ {
+    move |source| SigningError::Commit {
+        commit: checksum.to_string(),
+        source,
+    }
+}
+
+/// Adds `key`'s signature to commit `checksum`'s detached metadata (other entries are kept).
+pub fn sign_commit(
+    repo: &ostree::Repo,
+    checksum: &str,
+    key: &SecretKey,
+) -> Result<(), SigningError> {
+    let (data, detached) = signed_payload(repo, checksum)?;
+    let signed = sign::add_signature(detached.as_ref(), &sign::sign(key, &data))
+        .map_err(commit_error(checksum))?;
     repo.write_commit_detached_metadata(checksum, Some(&signed), ostree::gio::Cancellable::NONE)
         .map_err(ostree_err(
             repo,
             format!("writing detached metadata of {checksum}"),
-        ))
+        ))?;
+    Ok(())
 }
 
 /// Checks commit `checksum` for a valid signature by a trusted, unrevoked key; returns the key.
@@ -83,29 +78,19 @@ pub fn verify_commit(
     trusted: &[PublicKey],
     revoked: &[PublicKey],
 ) -> Result<PublicKey, SigningError> {
-    let data = commit_bytes(repo, checksum)?;
-    let detached = repo
-        .read_commit_detached_metadata(checksum, ostree::gio::Cancellable::NONE)
-        .map_err(ostree_err(
-            repo,
-            format!("reading detached metadata of {checksum}"),
-        ))?;
-    sign::verify(&data, detached.as_ref(), trusted, revoked).map_err(|source| {
-        SigningError::Commit {
-            commit: checksum.to_string(),
-            source,
-        }
-    })
+    let (data, detached) = signed_payload(repo, checksum)?;
+    sign::verify(&data, detached.as_ref(), trusted, revoked).map_err(commit_error(checksum))
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, SigningError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SigningError::Io {
+        Err(source) => Err(RepoError::Io {
             path: path.to_path_buf(),
             source,
-        }),
+        }
+        .into()),
     }
 }
 
@@ -137,7 +122,7 @@ pub fn sign_summary(repo_dir: &Path, key: &SecretKey, fresh: bool) -> Result<(),
             }
         })?;
     let bytes = signed.normal_form().data_as_bytes();
-    let io = |source| SigningError::Io {
+    let io = |source| RepoError::Io {
         path: sig_path.clone(),
         source,
     };
