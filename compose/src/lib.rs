@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod initramfs;
 pub mod install;
 pub mod ostreeify;
+pub mod overlay;
 pub mod package;
 pub mod passwd;
 pub mod pipeline;
