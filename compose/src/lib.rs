@@ -15,5 +15,6 @@ pub mod package;
 pub mod passwd;
 pub mod pipeline;
 pub mod release;
+pub mod resolve_cache;
 pub mod sandbox;
 pub mod treefile;

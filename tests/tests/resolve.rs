@@ -3,6 +3,7 @@
 
 use keel_compose::apt::{self, AptError, DepsolveError, LocalRepo, RepoSpec, Request, Universe};
 use keel_compose::package::{PackageSource, ResolvedPackage};
+use keel_compose::resolve_cache::{self, Resolution};
 use keel_tests::aptrepo::{AptRepo, SigningKey};
 use keel_tests::deb::Deb;
 use keel_tests::http::{Fault, FileServer};
@@ -386,4 +387,168 @@ fn a_repository_that_is_down_is_named() {
         "{text}"
     );
     assert!(text.contains("503"), "{text}");
+}
+
+// The resolution cache (`keel_compose::resolve_cache`): same inputs, same answer, without
+// parsing the indices; any changed input is a miss; the signature is checked every time.
+
+fn cached(f: &Fixture, packages: &[&str], locals: &[LocalRepo]) -> anyhow::Result<Resolution> {
+    resolve_cache::resolve(
+        &[f.spec(f.repo.keyring())],
+        locals,
+        "amd64",
+        f.cache.path(),
+        &request(packages),
+        None,
+    )
+}
+
+fn cache_entries(f: &Fixture) -> Vec<std::path::PathBuf> {
+    let dir = f.cache.path().join(resolve_cache::DIR);
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn resolve_cache_hits_on_the_same_inputs_and_misses_on_a_new_publication() {
+    let f = Fixture::new(&[Deb::new("app", "1").depends("lib"), Deb::new("lib", "1")]);
+    let first = cached(&f, &["app"], &[]).unwrap();
+    assert!(!first.cache_hit);
+    assert_eq!(chosen(&first.packages), ["app=1", "lib=1"]);
+    assert_eq!(cache_entries(&f).len(), 1);
+
+    f.server.reset_counters();
+    let second = cached(&f, &["app"], &[]).unwrap();
+    assert!(second.cache_hit);
+    assert_eq!(second.packages, first.packages);
+    assert_eq!(
+        f.server.requests(),
+        ["/dists/keel/InRelease"],
+        "a hit still fetches InRelease, and nothing else"
+    );
+
+    // A new version, published and re-signed: the listed Packages hashes change.
+    f.repo.add(&[Deb::new("lib", "2")]).unwrap();
+    f.repo.publish().unwrap();
+    let third = cached(&f, &["app"], &[]).unwrap();
+    assert!(!third.cache_hit);
+    assert_eq!(chosen(&third.packages), ["app=1", "lib=2"]);
+    assert!(cached(&f, &["app"], &[]).unwrap().cache_hit);
+    assert_eq!(cache_entries(&f).len(), 2);
+}
+
+#[test]
+fn resolve_cache_misses_on_a_changed_request_and_keeps_its_errors() {
+    let f = Fixture::new(&[
+        Deb::new("app", "1").field("Recommends", "extra"),
+        Deb::new("extra", "1"),
+    ]);
+    assert!(!cached(&f, &["app"], &[]).unwrap().cache_hit);
+    let other = cached(&f, &["extra"], &[]).unwrap();
+    assert!(!other.cache_hit);
+    assert_eq!(chosen(&other.packages), ["extra=1"]);
+    let with_recommends = resolve_cache::resolve(
+        &[f.spec(f.repo.keyring())],
+        &[],
+        "amd64",
+        f.cache.path(),
+        &Request {
+            recommends: true,
+            ..request(&["app"])
+        },
+        None,
+    )
+    .unwrap();
+    assert!(!with_recommends.cache_hit);
+    assert_eq!(chosen(&with_recommends.packages), ["app=1", "extra=1"]);
+    // An unknown package fails as without a cache, every time, and stores nothing.
+    for _ in 0..2 {
+        let e = cached(&f, &["nosuch"], &[]).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<DepsolveError>().map(|e| e.to_string()),
+            Some("nosuch: no such package in test (keel main)".to_string()),
+            "{e:#}"
+        );
+    }
+    assert_eq!(cache_entries(&f).len(), 3);
+}
+
+#[test]
+fn resolve_cache_still_checks_the_signature_of_inrelease() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    assert!(!cached(&f, &["app"], &[]).unwrap().cache_hit);
+    assert!(cached(&f, &["app"], &[]).unwrap().cache_hit);
+    // The same indices, signed by someone else: the cached entry must not be used.
+    let intruder = SigningKey::generate("intruder").unwrap();
+    f.repo.publish_signed_by(&intruder).unwrap();
+    let e = cached(&f, &["app"], &[]).unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        matches!(
+            e.downcast_ref::<AptError>(),
+            Some(AptError::BadSignature { .. })
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Signed-By"), "{text}");
+    // Back to the right key, then a body edited after signing.
+    f.repo.publish().unwrap();
+    assert!(cached(&f, &["app"], &[]).unwrap().cache_hit);
+    let inrelease = f.repo.root().join("dists/keel/InRelease");
+    let text = std::fs::read_to_string(&inrelease).unwrap();
+    let tampered = text.replacen("Suite: keel", "Suite: kee1", 1);
+    assert_ne!(tampered, text, "the fixture's InRelease names its suite");
+    std::fs::write(&inrelease, tampered).unwrap();
+    let e = cached(&f, &["app"], &[]).unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<AptError>(),
+            Some(AptError::BadSignature { .. })
+        ),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn resolve_cache_treats_a_corrupt_entry_as_a_miss() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    let first = cached(&f, &["app"], &[]).unwrap();
+    let entries = cache_entries(&f);
+    assert_eq!(entries.len(), 1);
+    std::fs::write(&entries[0], b"{\"format\": 1, \"packa").unwrap();
+    let again = cached(&f, &["app"], &[]).unwrap();
+    assert!(!again.cache_hit);
+    assert_eq!(again.packages, first.packages);
+    assert!(cached(&f, &["app"], &[]).unwrap().cache_hit, "rewritten");
+}
+
+#[test]
+fn resolve_cache_misses_when_a_local_deb_is_rebuilt_with_other_content() {
+    let f = Fixture::new(&[Deb::new("other", "1")]);
+    let local_dir = tempfile::tempdir().unwrap();
+    let local = LocalRepo {
+        name: "overlay".into(),
+        path: local_dir.path().to_path_buf(),
+    };
+    let tool = |content: &str| Deb::new("tool", "1.0").file("/usr/share/tool/data", content);
+    let built = tool("first").build(local_dir.path()).unwrap();
+    let first = cached(&f, &["tool"], std::slice::from_ref(&local)).unwrap();
+    assert!(!first.cache_hit);
+    assert!(
+        cached(&f, &["tool"], std::slice::from_ref(&local))
+            .unwrap()
+            .cache_hit
+    );
+
+    // Same name, version and file name; different bytes.
+    let rebuilt = tool("second, longer").build(local_dir.path()).unwrap();
+    assert_eq!(rebuilt, built);
+    let second = cached(&f, &["tool"], std::slice::from_ref(&local)).unwrap();
+    assert!(!second.cache_hit);
+    let sha = keel_compose::apt::index::sha256_hex(&std::fs::read(&rebuilt).unwrap());
+    assert_eq!(second.packages[0].sha256, sha);
+    assert_ne!(second.packages[0].sha256, first.packages[0].sha256);
 }

@@ -3,12 +3,13 @@
 
 use super::control::{self, Paragraph};
 use super::relation::{self, Group, Relation};
+use super::release::FileEntry;
 use super::sources::{LocalRepo, RepoSpec};
 use super::version::Version;
 use super::{cmd, download, index, progress, release, AptError};
 use crate::package::PackageSource;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One binary package as an index describes it, with its relations parsed.
 #[derive(Clone, Debug)]
@@ -205,32 +206,101 @@ pub fn load(
     arch: &str,
     cachedir: &Path,
 ) -> Result<Universe, AptError> {
-    let mut packages = Vec::new();
-    let total: usize = specs.iter().map(|s| s.suites.len()).sum();
-    let bar = progress::Bar::new(total as u64, "reading package indices");
+    let suites = verify_suites(specs, arch, cachedir)?;
+    load_verified(&suites, locals, arch, cachedir)
+}
+
+/// One suite of a repository whose `InRelease` was just fetched, signature-checked and found
+/// current: its `files` are the hashes every index of the suite must match.
+#[derive(Clone, Debug)]
+pub struct VerifiedSuite {
+    pub spec: RepoSpec,
+    pub suite: String,
+    /// `URL/dists/SUITE`.
+    pub dists: String,
+    pub release: release::Release,
+}
+
+impl VerifiedSuite {
+    /// The verified entries of `COMPONENT/binary-ARCH/Packages` in every compression the
+    /// suite lists, sorted by name: whatever [`load_verified`] reads for this component is
+    /// one of them.
+    pub fn packages_entries(&self, component: &str, arch: &str) -> Vec<(&str, &FileEntry)> {
+        let base = format!("{component}/binary-{arch}/Packages");
+        let mut entries: Vec<(&str, &FileEntry)> = self
+            .release
+            .files
+            .iter()
+            .filter(|(name, _)| {
+                name.strip_prefix(&base).is_some_and(|rest| {
+                    rest.is_empty() || (rest.starts_with('.') && !rest.contains('/'))
+                })
+            })
+            .map(|(name, entry)| (name.as_str(), entry))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        entries
+    }
+}
+
+/// Fetches and checks the `InRelease` of every suite of `specs` that serves `arch` (signature
+/// against the repository's keyring, suite name, `Valid-Until`). Nothing else is read.
+pub fn verify_suites(
+    specs: &[RepoSpec],
+    arch: &str,
+    cachedir: &Path,
+) -> Result<Vec<VerifiedSuite>, AptError> {
+    let mut suites = Vec::new();
     for spec in specs {
         if !spec.architectures.is_empty() && !spec.architectures.iter().any(|a| a == arch) {
             continue;
         }
         for suite in &spec.suites {
-            bar.step(&format!("{} {suite}", spec.url));
             let dists = format!("{}/dists/{suite}", spec.url.trim_end_matches('/'));
             let release = fetch_release(spec, suite, &dists, cachedir)?;
-            for component in &spec.components {
-                let origin = format!("{} ({suite} {component})", spec.name);
-                let text = index::packages_text(&dists, &release, component, arch, cachedir)?
-                    .ok_or_else(|| AptError::NoIndex {
-                        url: spec.url.clone(),
-                        suite: suite.clone(),
-                        file: format!("{component}/binary-{arch}/Packages"),
-                    })?;
-                let (found, _skipped) = parse_packages(&text, &spec.url, &spec.name, &origin)
-                    .map_err(|e| AptError::Parse {
+            suites.push(VerifiedSuite {
+                spec: spec.clone(),
+                suite: suite.clone(),
+                dists,
+                release,
+            });
+        }
+    }
+    Ok(suites)
+}
+
+/// Reads the `Packages` index of every component of the verified `suites` (from the cache
+/// when a file with the listed hash is there, else downloaded and checked), parses them and
+/// adds the `.deb` files of `locals`.
+pub fn load_verified(
+    suites: &[VerifiedSuite],
+    locals: &[LocalRepo],
+    arch: &str,
+    cachedir: &Path,
+) -> Result<Universe, AptError> {
+    let mut packages = Vec::new();
+    let bar = progress::Bar::new(suites.len() as u64, "reading package indices");
+    for verified in suites {
+        let spec = &verified.spec;
+        let suite = &verified.suite;
+        let dists = &verified.dists;
+        bar.step(&format!("{} {suite}", spec.url));
+        for component in &spec.components {
+            let origin = format!("{} ({suite} {component})", spec.name);
+            let text = index::packages_text(dists, &verified.release, component, arch, cachedir)?
+                .ok_or_else(|| AptError::NoIndex {
+                url: spec.url.clone(),
+                suite: suite.clone(),
+                file: format!("{component}/binary-{arch}/Packages"),
+            })?;
+            let (found, _skipped) =
+                parse_packages(&text, &spec.url, &spec.name, &origin).map_err(|e| {
+                    AptError::Parse {
                         file: format!("{dists}/{component}/binary-{arch}/Packages"),
                         detail: e.to_string(),
-                    })?;
-                packages.extend(found);
-            }
+                    }
+                })?;
+            packages.extend(found);
         }
     }
     bar.finish();
@@ -291,8 +361,9 @@ fn fetch_release(
     Ok(parsed)
 }
 
-/// The `.deb` files directly in a local repository directory, read with `dpkg-deb -f`.
-pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
+/// The paths of the `.deb` files directly in a local repository directory, sorted: the
+/// files [`local_packages`] reads.
+pub fn local_deb_files(local: &LocalRepo) -> Result<Vec<PathBuf>, AptError> {
     let io = |source| AptError::Io {
         path: local.path.clone(),
         source,
@@ -303,8 +374,13 @@ pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+/// The `.deb` files directly in a local repository directory, read with `dpkg-deb -f`.
+pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
     let mut out = Vec::new();
-    for file in files {
+    for file in local_deb_files(local)? {
         let local_err = |detail: String| AptError::Local {
             path: file.clone(),
             detail,
