@@ -155,6 +155,10 @@ fn changes_through_the_overlay_fold_back_without_touching_the_cache() {
         link(&cache, name, &tree, rel);
     }
     symlink("tool", tree.join("usr/bin/link")).unwrap();
+    write(&tree.join("srv/wasdir/x"), "x\n", 0o644);
+    fs::set_permissions(&tree, fs::Permissions::from_mode(0o711)).unwrap();
+    let no_flags = rustix::fs::XattrFlags::empty();
+    rustix::fs::lsetxattr(tree.join("usr"), "user.keel.gone", b"g", no_flags).unwrap();
     let cache_before = listing(&cache);
     let cache_inodes: BTreeMap<_, _> = files
         .iter()
@@ -183,13 +187,10 @@ fn changes_through_the_overlay_fold_back_without_touching_the_cache() {
     write(&m.join("etc/becomesdir/inner"), "inner\n", 0o644);
     fs::rename(m.join("usr/share/moveme"), m.join("etc/moved")).unwrap();
     fs::set_permissions(m.join("usr/share"), fs::Permissions::from_mode(0o750)).unwrap();
-    rustix::fs::lsetxattr(
-        m.join("etc"),
-        "user.keel.dir",
-        b"d",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    rustix::fs::lsetxattr(m.join("etc"), "user.keel.dir", b"d", no_flags).unwrap();
+    rustix::fs::lremovexattr(m.join("usr"), "user.keel.gone").unwrap();
+    fs::remove_dir_all(m.join("srv/wasdir")).unwrap();
+    write(&m.join("srv/wasdir"), "now a file\n", 0o644);
     let expected = listing(&m);
     overlay.unmount().unwrap();
     assert!(!mounted(&dirs.merged));
@@ -206,14 +207,15 @@ fn changes_through_the_overlay_fold_back_without_touching_the_cache() {
         "{:?}",
         got.keys().collect::<Vec<_>>()
     );
-    // Whiteouts: etc/deleteme, var/gone, usr/share/moveme. Opaque: opt/recreate and
-    // etc/becomesdir (overlayfs makes a dir created over a whiteout opaque). Merged dirs: the
-    // root, etc, usr, usr/share, opt, var.
+    // Moved in: etc/shells, etc/chmodme, etc/new.conf, etc/newlink, etc/moved, srv/data,
+    // srv/wasdir. Whiteouts: etc/deleteme, var/gone, usr/share/moveme. Opaque: opt/recreate
+    // and etc/becomesdir (overlayfs makes a dir created over a whiteout opaque). Merged dirs:
+    // the root, etc, usr, usr/share, opt, var, srv.
     let want = Applied {
-        replaced: 6,
+        replaced: 7,
         removed: 3,
         opaque_dirs: 2,
-        dirs_updated: 6,
+        dirs_updated: 7,
     };
     assert_eq!(applied, want);
     assert_eq!(
@@ -277,6 +279,21 @@ fn dropping_the_guard_unmounts() {
     );
     drop(overlay);
     assert!(!mounted(&dirs.merged));
+}
+
+#[test]
+fn unmount_of_a_busy_overlay_fails_but_detaches_it() {
+    let base = scratch();
+    let tree = base.path().join("tree");
+    write(&tree.join("file"), "x\n", 0o644);
+    let dirs = OverlayDirs::beside(&tree);
+    let overlay = Overlay::mount(&dirs).unwrap();
+    let held = fs::File::open(overlay.merged().join("file")).unwrap();
+    let err = overlay.unmount().unwrap_err();
+    assert!(matches!(err, OverlayError::Unmount { .. }), "{err}");
+    assert!(err.to_string().contains("tree.merged"), "{err}");
+    assert!(!mounted(&dirs.merged), "detached lazily");
+    drop(held);
 }
 
 #[test]
