@@ -3,6 +3,7 @@
 
 use keel_compose::apt::{self, AptError, DepsolveError, LocalRepo, RepoSpec, Request, Universe};
 use keel_compose::package::{PackageSource, ResolvedPackage};
+use keel_compose::release::lockfile::Lockfile;
 use keel_compose::resolve_cache::{self, Resolution};
 use keel_tests::aptrepo::{AptRepo, SigningKey};
 use keel_tests::deb::Deb;
@@ -551,4 +552,38 @@ fn resolve_cache_misses_when_a_local_deb_is_rebuilt_with_other_content() {
     let sha = keel_compose::apt::index::sha256_hex(&std::fs::read(&rebuilt).unwrap());
     assert_eq!(second.packages[0].sha256, sha);
     assert_ne!(second.packages[0].sha256, first.packages[0].sha256);
+}
+
+#[test]
+fn resolve_cache_keys_locked_resolutions_on_the_lockfile() {
+    let f = Fixture::new(&[Deb::new("app", "1").depends("lib"), Deb::new("lib", "1")]);
+    let locked = |lock: &Lockfile| {
+        let path = f.cache.path().join("test.lock.json");
+        resolve_cache::resolve(
+            &[f.spec(f.repo.keyring())],
+            &[],
+            "amd64",
+            f.cache.path(),
+            &request(&["app"]),
+            Some(&(lock.clone(), path)),
+        )
+    };
+    let unlocked = cached(&f, &["app"], &[]).unwrap();
+    let lock = Lockfile::from_resolved("keel/test", &unlocked.packages);
+    let first = locked(&lock).unwrap();
+    assert!(!first.cache_hit, "a lockfile is an input of its own");
+    assert_eq!(first.packages, unlocked.packages);
+    assert!(locked(&lock).unwrap().cache_hit);
+
+    // A newer lib is published; the lockfile still holds lib 1 and is still honoured.
+    f.repo.add(&[Deb::new("lib", "2")]).unwrap();
+    f.repo.publish().unwrap();
+    let relocked = locked(&lock).unwrap();
+    assert!(!relocked.cache_hit);
+    assert_eq!(chosen(&relocked.packages), ["app=1", "lib=1"]);
+    // A lockfile naming a package that is not there fails as without a cache.
+    let mut gone = lock.clone();
+    gone.packages[1].version = "9".into();
+    let e = locked(&gone).unwrap_err();
+    assert!(format!("{e:#}").contains("is gone from the repos"), "{e:#}");
 }
