@@ -191,6 +191,13 @@ fn changes_through_the_overlay_fold_back_without_touching_the_cache() {
     rustix::fs::lremovexattr(m.join("usr"), "user.keel.gone").unwrap();
     fs::remove_dir_all(m.join("srv/wasdir")).unwrap();
     write(&m.join("srv/wasdir"), "now a file\n", 0o644);
+    // redirect_dir=off: renaming a lower dir fails with EXDEV (mv then copies) instead of
+    // writing a redirect xattr.
+    let err = fs::rename(m.join("usr/bin"), m.join("usr/bin2")).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::XDEV.raw_os_error())
+    );
     let expected = listing(&m);
     overlay.unmount().unwrap();
     assert!(!mounted(&dirs.merged));
