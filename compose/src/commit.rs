@@ -135,12 +135,27 @@ pub fn open_existing(path: &Path) -> Result<Option<ostree::Repo>, CommitError> {
     Ok(Some(repo))
 }
 
+/// A tree whose files are, where unchanged, hardlinks into the bare repository `source` (a
+/// checked-out base layer), with the checkout's (device, inode) -> checksum map. Files that
+/// were changed must have been replaced (new inodes), never written in place.
+pub struct LinkedTree<'a> {
+    pub source: &'a ostree::Repo,
+    pub devino: &'a ostree::RepoDevInoCache,
+}
+
 /// Writes `tree` as a new commit on `metadata.reference` (its parent is the ref's current
 /// commit, if any) and moves the ref to it. Returns the new commit's checksum.
+///
+/// With `linked`, the tree is first written into `linked.source`, where every hardlinked file
+/// is already an object and is taken from the map without being read; then the objects the new
+/// commit reaches and `repo` lacks are imported into `repo`, in `repo`'s transaction. The commit
+/// object is copied byte for byte, so the checksum is the same in both repositories; in
+/// `linked.source` it has no ref and goes with the cache's next prune.
 pub fn commit_tree(
     repo: &ostree::Repo,
     tree: &Path,
     metadata: &CommitMetadata,
+    linked: Option<&LinkedTree>,
     cancellable: &gio::Cancellable,
 ) -> Result<String, CommitError> {
     let write_err = |source| CommitError::Write {
@@ -152,9 +167,21 @@ pub fn commit_tree(
     let parent = repo
         .resolve_rev(&metadata.reference, true)
         .map_err(write_err)?;
+    let staged = match linked {
+        Some(linked) => Some(
+            write_linked(linked, tree, metadata, parent.as_deref(), cancellable)
+                .map_err(write_err)?,
+        ),
+        None => None,
+    };
     repo.prepare_transaction(Some(cancellable))
         .map_err(write_err)?;
-    let written = write_in_transaction(repo, tree, metadata, parent.as_deref(), cancellable);
+    let written = match (&staged, linked) {
+        (Some(checksum), Some(linked)) => {
+            import_reachable(linked.source, repo, checksum, cancellable).map(|()| checksum.clone())
+        }
+        _ => write_in_transaction(repo, tree, metadata, parent.as_deref(), cancellable),
+    };
     match written {
         Ok(checksum) => {
             repo.transaction_set_ref(None, &metadata.reference, Some(&checksum));
@@ -174,6 +201,60 @@ pub fn commit_tree(
     }
 }
 
+/// Writes the commit for `tree` into `linked.source` (no ref), in a transaction of its own.
+fn write_linked(
+    linked: &LinkedTree,
+    tree: &Path,
+    metadata: &CommitMetadata,
+    parent: Option<&str>,
+    cancellable: &gio::Cancellable,
+) -> Result<String, glib::Error> {
+    let source = linked.source;
+    source.prepare_transaction(Some(cancellable))?;
+    let written = (|| {
+        let dir = std::fs::File::open(tree)
+            .map_err(|e| glib::Error::new(gio::IOErrorEnum::Failed, &e.to_string()))?;
+        let modifier = ostree::RepoCommitModifier::new(
+            ostree::RepoCommitModifierFlags::DEVINO_CANONICAL,
+            None,
+        );
+        modifier.set_devino_cache(linked.devino);
+        let mtree = ostree::MutableTree::new();
+        source.write_dfd_to_mtree(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            ".",
+            &mtree,
+            Some(&modifier),
+            Some(cancellable),
+        )?;
+        let checksum = write_commit_of(source, &mtree, metadata, parent, cancellable)?;
+        source.commit_transaction(Some(cancellable))?;
+        Ok(checksum)
+    })();
+    if written.is_err() {
+        let _ = source.abort_transaction(gio::Cancellable::NONE);
+    }
+    written
+}
+
+/// Copies every object `commit` reaches that `to` lacks from `from` into `to` (inside `to`'s
+/// open transaction).
+fn import_reachable(
+    from: &ostree::Repo,
+    to: &ostree::Repo,
+    commit: &str,
+    cancellable: &gio::Cancellable,
+) -> Result<(), glib::Error> {
+    let reachable = from.traverse_commit(commit, 0, Some(cancellable))?;
+    for object in reachable {
+        let (kind, checksum) = (object.object_type(), object.checksum());
+        if !to.has_object(kind, checksum, Some(cancellable))? {
+            to.import_object_from_with_trust(from, kind, checksum, true, Some(cancellable))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_in_transaction(
     repo: &ostree::Repo,
     tree: &Path,
@@ -183,7 +264,18 @@ fn write_in_transaction(
 ) -> Result<String, glib::Error> {
     let mtree = ostree::MutableTree::new();
     repo.write_directory_to_mtree(&gio::File::for_path(tree), &mtree, None, Some(cancellable))?;
-    let root = repo.write_mtree(&mtree, Some(cancellable))?;
+    write_commit_of(repo, &mtree, metadata, parent, cancellable)
+}
+
+/// Writes `mtree` and a commit of it with `metadata` (in an open transaction).
+fn write_commit_of(
+    repo: &ostree::Repo,
+    mtree: &ostree::MutableTree,
+    metadata: &CommitMetadata,
+    parent: Option<&str>,
+    cancellable: &gio::Cancellable,
+) -> Result<String, glib::Error> {
+    let root = repo.write_mtree(mtree, Some(cancellable))?;
     let root = root.downcast::<ostree::RepoFile>().map_err(|_| {
         glib::Error::new(gio::IOErrorEnum::Failed, "write_mtree returned no RepoFile")
     })?;
@@ -332,7 +424,14 @@ mod tests {
         assert!(config.contains("zlib-level=1"), "{config}");
 
         let t = tree();
-        let c1 = commit_tree(&repo, t.path(), &metadata("1.0"), &gio::Cancellable::new()).unwrap();
+        let c1 = commit_tree(
+            &repo,
+            t.path(),
+            &metadata("1.0"),
+            None,
+            &gio::Cancellable::new(),
+        )
+        .unwrap();
         assert_eq!(
             ostree(&repo_dir, &["rev-parse", "keel/test/x86_64/host"]).trim(),
             c1
@@ -369,7 +468,14 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nu:x:5:5::/:/bin/sh\n",
         )
         .unwrap();
-        let c2 = commit_tree(&repo, t.path(), &metadata("1.1"), &gio::Cancellable::new()).unwrap();
+        let c2 = commit_tree(
+            &repo,
+            t.path(),
+            &metadata("1.1"),
+            None,
+            &gio::Cancellable::new(),
+        )
+        .unwrap();
         let parent = ostree(&repo_dir, &["rev-parse", &format!("{c2}^")]);
         assert_eq!(parent.trim(), c1, "second commit's parent is the first");
         let passwd = read_previous_file(&repo, "keel/test/x86_64/host", "usr/etc/passwd").unwrap();
@@ -392,18 +498,32 @@ mod tests {
         let repo_dir = tmp.path().join("repo");
         let repo = open_or_create(&repo_dir).unwrap();
         let t = tree();
-        let c1 = commit_tree(&repo, t.path(), &metadata("1.0"), &gio::Cancellable::new()).unwrap();
+        let c1 = commit_tree(
+            &repo,
+            t.path(),
+            &metadata("1.0"),
+            None,
+            &gio::Cancellable::new(),
+        )
+        .unwrap();
         fs::write(t.path().join("usr/etc/new"), "x").unwrap();
         let cancelled = gio::Cancellable::new();
         cancelled.cancel();
-        let err = commit_tree(&repo, t.path(), &metadata("1.1"), &cancelled).unwrap_err();
+        let err = commit_tree(&repo, t.path(), &metadata("1.1"), None, &cancelled).unwrap_err();
         assert!(err.to_string().contains("keel/test/x86_64/host"), "{err}");
         assert_eq!(
             ostree(&repo_dir, &["rev-parse", "keel/test/x86_64/host"]).trim(),
             c1
         );
         // The repository is usable afterwards: a new transaction can start.
-        let c2 = commit_tree(&repo, t.path(), &metadata("1.1"), &gio::Cancellable::new()).unwrap();
+        let c2 = commit_tree(
+            &repo,
+            t.path(),
+            &metadata("1.1"),
+            None,
+            &gio::Cancellable::new(),
+        )
+        .unwrap();
         assert_ne!(c1, c2);
     }
 

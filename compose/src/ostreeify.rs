@@ -181,6 +181,11 @@ pub fn ostreeify(root: &Dir) -> Result<Ostreeified, OstreeifyError> {
     }
     root.create_dir_all("usr/lib/tmpfiles.d")
         .map_err(io_err("creating", "usr/lib/tmpfiles.d"))?;
+    // Replaced, not rewritten: files of a checked-out base layer are hardlinks into the cache.
+    if root.symlink_metadata(VAR_TMPFILES).is_ok() {
+        root.remove_file(VAR_TMPFILES)
+            .map_err(io_err("removing", VAR_TMPFILES))?;
+    }
     root.write(VAR_TMPFILES, text)
         .map_err(io_err("writing", VAR_TMPFILES))?;
     let tree_bytes = check_and_measure(root, Path::new(""))?;

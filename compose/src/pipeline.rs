@@ -17,6 +17,7 @@
 //! stay as they were. A compose killed outright (SIGKILL) leaves its scratch tree; the next
 //! compose with the same cachedir removes it (its owner process is gone).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,16 +29,16 @@ use ostree::gio;
 use ostree::gio::prelude::CancellableExt;
 use serde::Serialize;
 
-use crate::apt::depsolve::{self, Request};
+use crate::apt::depsolve::Request;
 use crate::apt::sources::{machine_sources, LocalRepo, RepoSpec};
-use crate::apt::universe;
 use crate::commit::{self, CommitMetadata};
-use crate::install::{self, PackageCache};
+use crate::install::{self, layers, PackageCache};
+use crate::overlay::{self, Overlay, OverlayDirs};
 use crate::package::ResolvedPackage;
 use crate::release;
 use crate::sandbox::Sandbox;
 use crate::treefile::{self, Repo, Treefile};
-use crate::{customize, fetch, initramfs, ostreeify, passwd};
+use crate::{customize, fetch, initramfs, ostreeify, passwd, resolve_cache};
 
 /// Where the machine's apt sources are read for `machine-sources = true` repositories.
 pub const MACHINE_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
@@ -75,6 +76,9 @@ pub struct Report {
     pub phases: Vec<PhaseTime>,
     pub seconds: f64,
     pub no_op: bool,
+    /// The cached base layer the tree was built on (`null`: no base layer, see
+    /// `install::layers`).
+    pub base_layer: Option<install::base::BaseReport>,
     /// Signature, static deltas and lockfile (see `release::steps`).
     pub release: release::steps::ReleaseReport,
 }
@@ -265,6 +269,7 @@ pub fn compose_with(
             seconds: phases.started.elapsed().as_secs_f64(),
             phases: phases.times,
             no_op: true,
+            base_layer: None,
             release: Default::default(),
         });
     }
@@ -297,18 +302,68 @@ pub fn compose_with(
             .with_context(|| format!("writing {}", owner_file.display()))?;
     }
     let tree = scratch.path().join("tree");
-    std::fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
-    let sandbox = Sandbox::new(&tree);
+    let cache = PackageCache::open(&options.cachedir).context("opening the package cache")?;
+    let split = layers::split(&packages, &top_layer_repos(&tf.repos));
+    let base_packages: Vec<ResolvedPackage> =
+        split.base.iter().map(|&i| packages[i].clone()).collect();
+    let base_debs: Vec<PathBuf> = split.base.iter().map(|&i| debs[i].clone()).collect();
+    let top_packages: Vec<ResolvedPackage> =
+        split.top.iter().map(|&i| packages[i].clone()).collect();
+    let top_debs: Vec<PathBuf> = split.top.iter().map(|&i| debs[i].clone()).collect();
+
+    // The base layer, reused or installed and stored, checked out at `tree` with hardlinks.
+    let base = if base_packages.is_empty() {
+        std::fs::create_dir(&tree).with_context(|| format!("creating {}", tree.display()))?;
+        None
+    } else {
+        let key = layers::base_key(&packages, &split.base);
+        let base = phases.run("base", || {
+            let build = Sandbox::new(&scratch.path().join("base")).env("INITRD", "No");
+            install::base::prepare(
+                &tree,
+                &build,
+                &base_packages,
+                &base_debs,
+                &key,
+                &cache,
+                &interrupt.cancellable(),
+            )
+            .context("preparing the base layer")
+        })?;
+        eprintln!(
+            "keel-compose: base layer of {} packages {} ({} packages over it)",
+            base.report.packages,
+            if base.report.reused {
+                "reused from the cache"
+            } else {
+                "installed and stored in the cache"
+            },
+            top_packages.len()
+        );
+        Some(base)
+    };
+    // Everything that runs code on the tree (dpkg, scripts, dracut) works on an overlay over a
+    // checked-out base layer, so no file of the cache is ever written in place.
+    let overlay = match &base {
+        Some(_) => Some(
+            Overlay::mount(&OverlayDirs::beside(&tree))
+                .context("mounting an overlay over the base layer")?,
+        ),
+        None => None,
+    };
+    let work_tree = overlay
+        .as_ref()
+        .map_or(tree.clone(), |o| o.merged().to_path_buf());
+    let sandbox = Sandbox::new(&work_tree);
 
     phases.run("install", || {
-        let cache = PackageCache::open(&options.cachedir).context("opening the package cache")?;
         // INITRD=No: the kernel's postinst must not build an initramfs; ours comes later.
-        let report = install::install_with(
-            &sandbox.clone().env("INITRD", "No"),
-            &packages,
-            &debs,
-            &cache,
-        )
+        let sandbox = sandbox.clone().env("INITRD", "No");
+        let report = match &base {
+            Some(_) if top_packages.is_empty() => return Ok(()),
+            Some(_) => install::install_over(&sandbox, &top_packages, &top_debs),
+            None => install::install_with(&sandbox, &packages, &debs, &cache),
+        }
         .context("installing packages")?;
         eprintln!(
             "keel-compose: {} packages installed ({} from the package cache)",
@@ -317,8 +372,8 @@ pub fn compose_with(
         );
         Ok(())
     })?;
-    let root = Dir::open_ambient_dir(&tree, cap_std::ambient_authority())
-        .with_context(|| format!("opening {}", tree.display()))?;
+    let root = Dir::open_ambient_dir(&work_tree, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", work_tree.display()))?;
 
     phases.run("customize", || {
         customize::add_files(&root, &tf.add_files)?;
@@ -335,6 +390,19 @@ pub fn compose_with(
         initramfs::generate(&sandbox, &kernel.version)?;
         Ok(kernel)
     })?;
+    drop(root);
+
+    if let Some(overlay) = overlay {
+        phases.run("merge", || {
+            let dirs = OverlayDirs::beside(&tree);
+            overlay.unmount().context("unmounting the overlay")?;
+            overlay::apply_upper(&dirs.upper, &tree)
+                .context("folding the overlay's changes into the tree")?;
+            Ok(())
+        })?;
+    }
+    let root = Dir::open_ambient_dir(&tree, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", tree.display()))?;
 
     let layout = phases.run("ostreeify", || {
         let layout = ostreeify::ostreeify(&root)?;
@@ -367,8 +435,18 @@ pub fn compose_with(
     };
     let checksum = phases.run("commit", || {
         let _spinner = Spinner::start("writing the tree into the repository");
-        commit::commit_tree(&repo, &tree, &metadata, &interrupt.cancellable())
-            .context("committing the tree")
+        let linked = base.as_ref().map(|b| commit::LinkedTree {
+            source: b.cache.repo(),
+            devino: &b.checkout.devino,
+        });
+        commit::commit_tree(
+            &repo,
+            &tree,
+            &metadata,
+            linked.as_ref(),
+            &interrupt.cancellable(),
+        )
+        .context("committing the tree")
     })?;
     eprintln!("keel-compose: {} is now {checksum}", tf.reference);
 
@@ -397,6 +475,7 @@ pub fn compose_with(
         seconds: phases.started.elapsed().as_secs_f64(),
         phases: phases.times,
         no_op: false,
+        base_layer: base.as_ref().map(|b| b.report.clone()),
         release: release_report,
     })
 }
@@ -472,6 +551,11 @@ fn remove_stale_scratch(parent: &Path) {
                 "keel-compose: removing {} left by an interrupted compose",
                 entry.path().display()
             );
+            // Its overlay may still be mounted; removing through it would be wrong and slow.
+            if let Err(err) = overlay::unmount_below(&entry.path()) {
+                eprintln!("keel-compose: {err}");
+                continue;
+            }
             if let Err(err) = std::fs::remove_dir_all(entry.path()) {
                 eprintln!(
                     "keel-compose: could not remove {}: {err}",
@@ -523,6 +607,16 @@ pub fn repo_sources(
     Ok((specs, locals))
 }
 
+/// The repositories whose packages start the top layer (see `install::layers`): local `path`
+/// repositories, the packages a maintainer builds and bumps.
+fn top_layer_repos(repos: &[Repo]) -> HashSet<String> {
+    repos
+        .iter()
+        .filter(|r| matches!(r, Repo::Local { .. }))
+        .map(|r| r.name().to_string())
+        .collect()
+}
+
 /// Debian's name for the machine's architecture.
 pub fn debian_arch(rust_arch: &str) -> Option<&'static str> {
     Some(match rust_arch {
@@ -549,18 +643,19 @@ fn resolve(
             std::env::consts::ARCH
         )
     })?;
-    let universe = universe::load(&specs, &locals, arch, cachedir)
-        .context("loading the repositories' package indices")?;
     let request = Request {
         packages: tf.packages.clone(),
         exclude: tf.exclude_packages.clone(),
         recommends: tf.recommends,
     };
-    if let Some((lock, path)) = locked {
-        return release::steps::resolve_locked(&universe, lock, path);
+    let resolution = resolve_cache::resolve(&specs, &locals, arch, cachedir, &request, locked)
+        .with_context(|| format!("resolving the packages of {}", tf.path.display()))?;
+    if resolution.cache_hit {
+        eprintln!(
+            "keel-compose: package set unchanged since an earlier resolution (resolve cache)"
+        );
     }
-    depsolve::resolve(&universe, &request)
-        .with_context(|| format!("resolving the packages of {}", tf.path.display()))
+    Ok(resolution.packages)
 }
 
 fn choose_version(
@@ -623,6 +718,7 @@ mod tests {
             }],
             seconds: 109.3,
             no_op,
+            base_layer: None,
             release: Default::default(),
         }
     }

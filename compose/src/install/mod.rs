@@ -17,11 +17,15 @@
 //! A failing maintainer script is reported with its package, the script and the tail of dpkg's
 //! output. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
 
+pub mod base;
 pub mod dpkg_log;
 mod extract;
+pub mod layer_cache;
+pub mod layers;
 pub mod order;
 mod pkgcache;
 
+pub use layer_cache::{LayerCache, LayerCacheError};
 pub use pkgcache::{PackageCache, PackageCacheError};
 
 use crate::package::ResolvedPackage;
@@ -106,6 +110,9 @@ pub enum InstallError {
     Cache(#[from] PackageCacheError),
 }
 
+/// Each package by name, with its `.deb` on the host and inside the sandbox.
+type ByName<'a> = HashMap<&'a str, (&'a ResolvedPackage, &'a PathBuf, &'a String)>;
+
 /// Installs `packages` (whose `.deb` files are `debs`, in the same order, as [`crate::fetch::fetch`]
 /// returns them) into the tree `root`.
 pub fn install(
@@ -138,7 +145,7 @@ pub fn install_with(
     prepare_tree(&root, arch)?;
 
     let (sandbox, inside) = bind_debs(sandbox, debs);
-    let by_name: HashMap<&str, (&ResolvedPackage, &PathBuf, &String)> = packages
+    let by_name: ByName = packages
         .iter()
         .zip(debs)
         .zip(&inside)
@@ -192,31 +199,14 @@ pub fn install_with(
     }
     done("essential");
 
-    for (i, round) in plan.rounds.iter().enumerate() {
-        let mut unpack = Vec::new();
-        for name in &round.unpack {
-            let Some((p, _, _)) = by_name.get(name.as_str()) else {
-                continue;
-            };
-            if cache.place(&root, p)? {
-                from_cache.push(name.clone());
-            } else {
-                unpack.push(name.clone());
-            }
-        }
-        if !unpack.is_empty() {
-            let mut argv = dpkg(&["--unpack"]);
-            argv.extend(unpack.iter().map(|n| deb_of(n)));
-            let step = format!("unpacking round {}", i + 1);
-            run_dpkg(&sandbox, &argv, &step, &unpack)?;
-        }
-        if !round.configure.is_empty() {
-            let mut argv = dpkg(&["--configure"]);
-            argv.extend(round.configure.iter().map(|n| n.as_str()));
-            let step = format!("configuring pre-dependencies after round {}", i + 1);
-            run_dpkg(&sandbox, &argv, &step, &round.configure)?;
-        }
-    }
+    run_rounds(
+        &sandbox,
+        &plan.rounds,
+        cache,
+        &root,
+        &by_name,
+        &mut from_cache,
+    )?;
     done("rounds");
     let everything: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
@@ -241,6 +231,121 @@ pub fn install_with(
         seconds: started.elapsed().as_secs_f64(),
         phases,
     })
+}
+
+/// Installs `packages` over a tree that already holds a configured Debian system (a base
+/// layer), as `apt install` installs new packages on a running one: unpacked in rounds ordered
+/// by Pre-Depends, then everything pending configured and the triggers run. Dependencies on
+/// packages outside `packages` must be installed in the tree already.
+pub fn install_over(
+    sandbox: &Sandbox,
+    packages: &[ResolvedPackage],
+    debs: &[PathBuf],
+) -> Result<InstallReport, InstallError> {
+    let started = Instant::now();
+    if packages.len() != debs.len() {
+        return Err(InstallError::Mismatch {
+            packages: packages.len(),
+            debs: debs.len(),
+        });
+    }
+    let mut plan = order::plan(packages)?;
+    if !plan.essential.is_empty() {
+        // Only an essential package over a base could land here; unpack those first.
+        let configure = plan.essential.clone();
+        plan.rounds.insert(
+            0,
+            order::Round {
+                unpack: std::mem::take(&mut plan.essential),
+                configure,
+            },
+        );
+    }
+    let root = sandbox.root().to_path_buf();
+    let (sandbox, inside) = bind_debs(sandbox, debs);
+    let by_name: ByName = packages
+        .iter()
+        .zip(debs)
+        .zip(&inside)
+        .map(|((p, d), i)| (p.name.as_str(), (p, d, i)))
+        .collect();
+    let mut phases = Vec::new();
+    let mut lap = Instant::now();
+    let mut done = |name: &str| {
+        phases.push((name.to_string(), lap.elapsed().as_secs_f64()));
+        lap = Instant::now();
+    };
+    write_policy_rc_d(&root)?;
+    let mut unused = Vec::new();
+    let no_cache = PackageCache::disabled();
+    run_rounds(
+        &sandbox,
+        &plan.rounds,
+        &no_cache,
+        &root,
+        &by_name,
+        &mut unused,
+    )?;
+    done("rounds");
+    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+    run_dpkg(
+        &sandbox,
+        &dpkg(&["--configure", "--pending"]),
+        "configuring the top layer and running triggers",
+        &names,
+    )?;
+    done("configure");
+    check_all_installed(&sandbox, packages)?;
+    remove_policy_rc_d(&root)?;
+    done("check");
+    Ok(InstallReport {
+        packages: packages.len(),
+        essential: 0,
+        rounds: plan.rounds.len(),
+        from_cache: Vec::new(),
+        cached: 0,
+        seconds: started.elapsed().as_secs_f64(),
+        phases,
+    })
+}
+
+/// The unpack rounds of a plan: cached packages placed, the others `dpkg --unpack`ed, then the
+/// round's pre-dependencies configured.
+fn run_rounds(
+    sandbox: &Sandbox,
+    rounds: &[order::Round],
+    cache: &PackageCache,
+    root: &Path,
+    by_name: &ByName,
+    from_cache: &mut Vec<String>,
+) -> Result<(), InstallError> {
+    let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
+    for (i, round) in rounds.iter().enumerate() {
+        let mut unpack = Vec::new();
+        for name in &round.unpack {
+            let Some((p, _, _)) = by_name.get(name.as_str()) else {
+                continue;
+            };
+            if cache.place(root, p)? {
+                from_cache.push(name.clone());
+            } else {
+                unpack.push(name.clone());
+            }
+        }
+        if !unpack.is_empty() {
+            let mut argv = dpkg(&["--unpack"]);
+            argv.extend(unpack.iter().map(|n| deb_of(n)));
+            let step = format!("unpacking round {}", i + 1);
+            run_dpkg(sandbox, &argv, &step, &unpack)?;
+        }
+        if !round.configure.is_empty() {
+            let mut argv = dpkg(&["--configure"]);
+            argv.extend(round.configure.iter().map(|n| n.as_str()));
+            let step = format!("configuring pre-dependencies after round {}", i + 1);
+            run_dpkg(sandbox, &argv, &step, &round.configure)?;
+        }
+    }
+    Ok(())
 }
 
 /// Extracts the `(package, deb)` pairs into `root`, `jobs` at a time. Order does not matter:

@@ -107,6 +107,11 @@ impl PackageCache {
         Ok(Self { repo: Some(repo) })
     }
 
+    /// The cache's bare repository, unless the cache is disabled.
+    pub fn repo_path(&self) -> Option<&Path> {
+        self.repo.as_deref()
+    }
+
     /// Whether the package with this `.deb` sha256 is cached.
     pub fn contains(&self, sha256: &str) -> bool {
         self.repo

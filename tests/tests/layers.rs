@@ -1,0 +1,270 @@
+//! Warm composes through a cached base layer, with tiny test packages: the base layer is
+//! installed once and stored, later trees check it out with hardlinks, the top layer's
+//! packages are installed over an overlay, and the result is committed through the checkout's
+//! devino map. What a user relies on: the tree is the same whether the base was reused or
+//! built, and a maintainer script that edits a base file in place never damages the cache.
+//!
+//! Like `install.rs`, the trees borrow the host's `/usr` ([`Sandbox::with_host_usr`]).
+
+use keel_compose::commit::{self, CommitMetadata, LinkedTree};
+use keel_compose::fetch::fetch;
+use keel_compose::install::{base, install_over, layers, PackageCache};
+use keel_compose::overlay::{self, Overlay, OverlayDirs};
+use keel_compose::package::{PackageSource, ResolvedPackage};
+use keel_compose::sandbox::Sandbox;
+use keel_tests::deb::Deb;
+use ostree::gio;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const REF: &str = "keel/test/x86_64/layers";
+
+fn resolved(deb: &Deb, dir: &Path, repo: &str) -> ResolvedPackage {
+    let path = deb.build(dir).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let field = |key: &str| -> Vec<String> {
+        deb.fields
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(',').map(|d| d.trim().to_string()))
+            .collect()
+    };
+    ResolvedPackage {
+        name: deb.name.clone(),
+        version: deb.version.clone(),
+        arch: deb.arch.clone(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        size: bytes.len() as u64,
+        source: PackageSource::Path(path),
+        repo: repo.into(),
+        essential: deb
+            .fields
+            .iter()
+            .any(|(k, v)| k == "Essential" && v == "yes"),
+        priority: "optional".into(),
+        pre_depends: field("Pre-Depends"),
+        depends: field("Depends"),
+    }
+}
+
+/// A small distribution (repo "debian"), built once: `dpkg-deb` stamps the build time, so a
+/// rebuild would be a new package.
+fn distribution(dir: &Path) -> Vec<ResolvedPackage> {
+    let debian = [
+        Deb::new("base", "1")
+            .field("Essential", "yes")
+            .file("/etc/keel-base.conf", "base\n")
+            .script("triggers", "interest-noawait keel-ldconfig\n")
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\nmkdir -p /var/lib/keel\n\
+                 if [ \"$1\" = triggered ]; then echo \"$2\" >> /var/lib/keel/base-triggered; fi\n",
+            ),
+        Deb::new("plain", "3")
+            .depends("base")
+            .file("/opt/plain/data.txt", "plain data\n"),
+        Deb::new("daemon", "1")
+            .depends("base")
+            .file("/opt/daemon/bin", "#!/bin/sh\n")
+            .script(
+                "postinst",
+                "#!/bin/sh\nset -e\necho daemon > /var/lib/keel/daemon-configured\n",
+            ),
+    ];
+    debian.iter().map(|d| resolved(d, dir, "debian")).collect()
+}
+
+/// `distribution` plus one package of the maintainer's own (repo "overlay", version
+/// `tool_version`) whose postinst edits base files in place.
+fn with_tool(
+    distribution: &[ResolvedPackage],
+    dir: &Path,
+    tool_version: &str,
+) -> Vec<ResolvedPackage> {
+    let tool = Deb::new("tool", tool_version)
+        .depends("base, plain")
+        .file("/opt/tool/version", tool_version)
+        .script("triggers", "activate-noawait keel-ldconfig\n")
+        .script(
+            "postinst",
+            &format!(
+                "#!/bin/sh\nset -e\n\
+                 echo 'tuned by tool {tool_version}' >> /etc/keel-base.conf\n\
+                 chmod 0600 /opt/plain/data.txt\n\
+                 printf 'edited' > /opt/daemon/bin\n"
+            ),
+        );
+    let mut all = distribution.to_vec();
+    all.push(resolved(&tool, dir, "overlay"));
+    all
+}
+
+fn metadata(version: &str) -> CommitMetadata {
+    CommitMetadata {
+        version: version.into(),
+        reference: REF.into(),
+        input_hash: "ab".repeat(32),
+        packages: Vec::new(),
+        treefile: String::new(),
+        treefile_hash: "cd".repeat(32),
+        composer_version: "test".into(),
+        kernel_version: "none".into(),
+    }
+}
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ostree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Built {
+    commit: String,
+    base: base::BaseReport,
+    layer_commit: String,
+}
+
+/// The pipeline's steps from the base layer to the commit, in scratch dir `scratch`.
+fn build(
+    packages: &[ResolvedPackage],
+    cachedir: &Path,
+    scratch: &Path,
+    repo: &ostree::Repo,
+    version: &str,
+) -> Built {
+    let debs = fetch(packages, cachedir, 2).unwrap();
+    let split = layers::split(packages, &HashSet::from(["overlay".to_string()]));
+    let pick = |indices: &[usize]| -> (Vec<ResolvedPackage>, Vec<PathBuf>) {
+        (
+            indices.iter().map(|&i| packages[i].clone()).collect(),
+            indices.iter().map(|&i| debs[i].clone()).collect(),
+        )
+    };
+    let (base_packages, base_debs) = pick(&split.base);
+    let (top_packages, top_debs) = pick(&split.top);
+    assert_eq!(
+        top_packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["tool"]
+    );
+
+    std::fs::create_dir_all(scratch).unwrap();
+    let tree = scratch.join("tree");
+    let cache = PackageCache::open(cachedir).unwrap();
+    let key = layers::base_key(packages, &split.base);
+    let build_sandbox = Sandbox::new(&scratch.join("base")).with_host_usr();
+    let base = base::prepare(
+        &tree,
+        &build_sandbox,
+        &base_packages,
+        &base_debs,
+        &key,
+        &cache,
+        &gio::Cancellable::new(),
+    )
+    .unwrap();
+
+    let mounted = Overlay::mount(&OverlayDirs::beside(&tree)).unwrap();
+    let sandbox = Sandbox::new(mounted.merged()).with_host_usr();
+    install_over(&sandbox, &top_packages, &top_debs).unwrap();
+    mounted.unmount().unwrap();
+    overlay::apply_upper(&OverlayDirs::beside(&tree).upper, &tree).unwrap();
+    // dpkg's log holds times; the pipeline drops /var's files the same way.
+    if tree.join("var/log").exists() {
+        std::fs::remove_dir_all(tree.join("var/log")).unwrap();
+    }
+
+    let linked = LinkedTree {
+        source: base.cache.repo(),
+        devino: &base.checkout.devino,
+    };
+    let commit = commit::commit_tree(
+        repo,
+        &tree,
+        &metadata(version),
+        Some(&linked),
+        &gio::Cancellable::new(),
+    )
+    .unwrap();
+    Built {
+        commit,
+        base: base.report,
+        layer_commit: base.checkout.commit,
+    }
+}
+
+#[test]
+fn a_reused_base_layer_gives_the_same_tree_and_in_place_edits_never_reach_the_cache() {
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let debs_dir = work.path().join("debs");
+    std::fs::create_dir(&debs_dir).unwrap();
+    let cachedir = work.path().join("cache");
+    let repo_dir = work.path().join("repo");
+    let repo = commit::open_or_create(&repo_dir).unwrap();
+    let distribution = distribution(&debs_dir);
+    let v1 = with_tool(&distribution, &debs_dir, "1");
+
+    let cold = build(&v1, &cachedir, &work.path().join("s1"), &repo, "1");
+    assert!(!cold.base.reused, "{:?}", cold.base);
+    assert_eq!(cold.base.packages, 3);
+    let cat = |rev: &str, path: &str| ostree(&repo_dir, &["cat", rev, path]);
+    assert_eq!(
+        cat(&cold.commit, "/etc/keel-base.conf"),
+        "base\ntuned by tool 1\n"
+    );
+    assert_eq!(cat(&cold.commit, "/opt/daemon/bin"), "edited");
+    let listing = ostree(&repo_dir, &["ls", &cold.commit, "/opt/plain/data.txt"]);
+    assert!(listing.starts_with("-00600"), "{listing}");
+    let triggered = cat(&cold.commit, "/var/lib/keel/base-triggered");
+    assert!(triggered.contains("keel-ldconfig"), "{triggered}");
+
+    // The cache still holds the base layer exactly as dpkg left it.
+    let pkgcache = cachedir.join("pkgcache-repo");
+    let layer_cat = |path: &str| ostree(&pkgcache, &["cat", &cold.layer_commit, path]);
+    assert_eq!(layer_cat("/etc/keel-base.conf"), "base\n");
+    assert_eq!(layer_cat("/opt/daemon/bin"), "#!/bin/sh\n");
+    let layer_ls = ostree(
+        &pkgcache,
+        &["ls", &cold.layer_commit, "/opt/plain/data.txt"],
+    );
+    assert!(layer_ls.starts_with("-00644"), "{layer_ls}");
+    ostree(&pkgcache, &["fsck"]);
+    ostree(&repo_dir, &["fsck"]);
+
+    // Same inputs again: the base layer is reused and the tree is the same, byte for byte.
+    let warm = build(&v1, &cachedir, &work.path().join("s2"), &repo, "2");
+    assert!(warm.base.reused, "{:?}", warm.base);
+    assert_eq!(warm.layer_commit, cold.layer_commit);
+    let diff = ostree(&repo_dir, &["diff", &cold.commit, &warm.commit]);
+    assert_eq!(diff, "", "a reused base layer changed the tree");
+
+    // The maintainer bumps their package: the base layer is reused, only the top layer reruns.
+    let v2 = with_tool(&distribution, &debs_dir, "2");
+    let bumped = build(&v2, &cachedir, &work.path().join("s3"), &repo, "3");
+    assert!(bumped.base.reused);
+    assert_eq!(cat(&bumped.commit, "/opt/tool/version"), "2");
+    assert_eq!(
+        cat(&bumped.commit, "/etc/keel-base.conf"),
+        "base\ntuned by tool 2\n"
+    );
+    let diff = ostree(&repo_dir, &["diff", &warm.commit, &bumped.commit]);
+    for changed in ["/etc/keel-base.conf", "/opt/tool/version"] {
+        assert!(diff.contains(changed), "{changed} not in:\n{diff}");
+    }
+    assert!(!diff.contains("/opt/plain"), "{diff}");
+    ostree(&pkgcache, &["fsck"]);
+    ostree(&repo_dir, &["fsck"]);
+    assert_eq!(layer_cat("/etc/keel-base.conf"), "base\n");
+}
