@@ -327,7 +327,10 @@ fn unchanged_inrelease_reuses_cached_packages() {
     let cached = std::fs::read_dir(f.cache.path().join("apt"))
         .unwrap()
         .count();
-    assert_eq!(cached, 2, "the verified InRelease and Packages file");
+    assert_eq!(
+        cached, 3,
+        "the verified InRelease, Packages.gz and its decompressed text"
+    );
     f.server.reset_counters();
     f.load().unwrap();
     assert_eq!(f.server.requests(), ["/dists/keel/InRelease"]);
@@ -586,4 +589,88 @@ fn resolve_cache_keys_locked_resolutions_on_the_lockfile() {
     gone.packages[1].version = "9".into();
     let e = locked(&gone).unwrap_err();
     assert!(format!("{e:#}").contains("is gone from the repos"), "{e:#}");
+}
+
+// The decompressed text of a compressed index is kept in the cache under the hash InRelease
+// lists for the uncompressed `Packages`, and used only while it matches that hash.
+
+/// Makes the fixture's repository serve only `Packages.xz`, while its InRelease still lists
+/// `Packages` and `Packages.gz` (as Debian's does).
+fn serve_only_xz(f: &Fixture) {
+    let dir = f.repo.index_dir();
+    let status = std::process::Command::new("xz")
+        .args(["-k", "-f"])
+        .arg(dir.join("Packages"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    f.repo.publish().unwrap();
+    let inrelease = std::fs::read_to_string(f.repo.root().join("dists/keel/InRelease")).unwrap();
+    assert!(
+        inrelease.contains("main/binary-amd64/Packages.xz"),
+        "{inrelease}"
+    );
+    std::fs::remove_file(dir.join("Packages")).unwrap();
+    std::fs::remove_file(dir.join("Packages.gz")).unwrap();
+}
+
+/// The cache file holding the decompressed `Packages` text (named by its listed sha256).
+fn kept_text(f: &Fixture) -> std::path::PathBuf {
+    let inrelease = std::fs::read_to_string(f.repo.root().join("dists/keel/InRelease")).unwrap();
+    let sha256 = inrelease
+        .lines()
+        .skip_while(|l| !l.starts_with("SHA256:"))
+        .find(|l| l.trim_end().ends_with(" main/binary-amd64/Packages"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let url = format!("{}/dists/keel/main/binary-amd64/Packages", f.server.url());
+    keel_compose::apt::index::cache_path(f.cache.path(), &url, &sha256)
+}
+
+#[test]
+fn an_xz_only_repository_is_read_from_the_kept_text_the_second_time() {
+    let f = Fixture::new(&[Deb::new("app", "1"), Deb::new("lib", "2")]);
+    serve_only_xz(&f);
+    f.server.reset_counters();
+    assert_eq!(f.load().unwrap().packages().len(), 2);
+    let requests = f.server.requests();
+    assert_eq!(
+        requests,
+        [
+            "/dists/keel/InRelease",
+            "/dists/keel/main/binary-amd64/Packages.xz"
+        ]
+    );
+    let kept = kept_text(&f);
+    assert!(kept.exists(), "{} was not written", kept.display());
+    // Without the cached .xz, only the kept text can give the packages.
+    for entry in std::fs::read_dir(f.cache.path().join("apt")).unwrap() {
+        let path = entry.unwrap().path();
+        if path != kept {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    f.server.reset_counters();
+    let universe = f.load().unwrap();
+    assert_eq!(f.server.requests(), ["/dists/keel/InRelease"]);
+    assert_eq!(universe.by_name("app").len(), 1);
+    assert_eq!(universe.by_name("lib").len(), 1);
+}
+
+#[test]
+fn a_tampered_kept_text_is_not_used_and_is_rewritten() {
+    let f = Fixture::new(&[Deb::new("app", "1")]);
+    serve_only_xz(&f);
+    f.load().unwrap();
+    let kept = kept_text(&f);
+    let real = std::fs::read_to_string(&kept).unwrap();
+    // Same name and size, another package: a tampered or corrupted cache.
+    let evil = real.replace("Package: app", "Package: evl");
+    assert_eq!(evil.len(), real.len());
+    std::fs::write(&kept, &evil).unwrap();
+    let universe = f.load().unwrap();
+    assert_eq!(universe.by_name("app").len(), 1);
+    assert!(universe.by_name("evl").is_empty());
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), real);
 }

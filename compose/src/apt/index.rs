@@ -28,6 +28,10 @@ pub fn cache_path(cachedir: &Path, url: &str, sha256: &str) -> PathBuf {
 /// from the cache when a file with the hash `release` names is there, else downloaded and
 /// checked. A suite that lists no Packages file for this component and architecture gives
 /// `Ok(None)`.
+///
+/// A compressed index is decompressed once: its text is kept in the cache under the hash
+/// `release` lists for the uncompressed `Packages` (Debian lists it even when it serves only
+/// `.xz`), and read from there while that hash and size still match.
 pub fn packages_text(
     dists_url: &str,
     release: &Release,
@@ -36,6 +40,15 @@ pub fn packages_text(
     cachedir: &Path,
 ) -> Result<Option<String>, AptError> {
     let base = format!("{component}/binary-{arch}/Packages");
+    let plain = release
+        .files
+        .get(&base)
+        .map(|entry| (format!("{dists_url}/{base}"), entry));
+    if let Some((url, entry)) = &plain {
+        if let Some(text) = cached_text(url, entry, cachedir) {
+            return Ok(Some(text));
+        }
+    }
     for ext in COMPRESSIONS {
         let rel = format!("{base}{ext}");
         let Some(entry) = release.files.get(&rel) else {
@@ -50,9 +63,66 @@ pub fn packages_text(
             file: url.clone(),
             detail,
         })?;
+        if let (false, Some((plain_url, plain_entry))) = (ext.is_empty(), &plain) {
+            keep_text(plain_url, plain_entry, &text, cachedir)?;
+        }
         return Ok(Some(text));
     }
     Ok(None)
+}
+
+/// The text of the uncompressed index `url` from the cache, if a file there has exactly the
+/// size and sha256 the verified Release lists; anything else (missing, changed, not UTF-8)
+/// is `None` and the caller reads the compressed index instead.
+fn cached_text(url: &str, entry: &FileEntry, cachedir: &Path) -> Option<String> {
+    let path = cache_path(cachedir, url, &entry.sha256);
+    // The size first: a stale or truncated file is turned down without hashing 50 MB.
+    if std::fs::metadata(&path).ok()?.len() != entry.size {
+        return None;
+    }
+    let bytes = std::fs::read(&path).ok()?;
+    check(url, &bytes, entry).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Stores `text`, decompressed from a verified index, as the uncompressed index `url` the
+/// Release lists as `entry`, and removes the texts of `url` kept for older Release files. A
+/// text that does not match `entry` (an inconsistent mirror) is not kept.
+fn keep_text(url: &str, entry: &FileEntry, text: &str, cachedir: &Path) -> Result<(), AptError> {
+    if check(url, text.as_bytes(), entry).is_err() {
+        return Ok(());
+    }
+    let path = cache_path(cachedir, url, &entry.sha256);
+    store(&path, text.as_bytes())?;
+    prune_other_versions(&path)
+}
+
+/// Removes the cache files of the same URL as `keep` (same key prefix) but another hash.
+fn prune_other_versions(keep: &Path) -> Result<(), AptError> {
+    let (Some(dir), Some(name)) = (keep.parent(), keep.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let Some((key, _)) = name.split_once('-') else {
+        return Ok(());
+    };
+    let prefix = format!("{key}-");
+    let io = |path: PathBuf| move |source| AptError::Io { path, source };
+    for dirent in std::fs::read_dir(dir).map_err(io(dir.to_path_buf()))? {
+        let dirent = dirent.map_err(io(dir.to_path_buf()))?;
+        let other = dirent.file_name();
+        let Some(other) = other.to_str() else {
+            continue;
+        };
+        // Temp files of `store` start with `.tmp`; only finished cache files are pruned.
+        if other != name && other.starts_with(&prefix) {
+            match std::fs::remove_file(dirent.path()) {
+                // Another compose pruned it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(io(dirent.path()))?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The bytes of `url` whose sha256 and size must match `entry`: from the cache if present
@@ -151,6 +221,117 @@ mod tests {
         );
         assert_eq!(decompress(b"Package: c\n", "").unwrap(), "Package: c\n");
         assert!(decompress(b"garbage", ".xz").is_err());
+    }
+
+    /// A `file://` suite serving only `main/binary-amd64/Packages.xz` of `text`, with a
+    /// Release that lists the uncompressed `Packages` too, as Debian's does.
+    fn xz_only_suite(text: &str) -> (tempfile::TempDir, String, Release) {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let index_dir = dir.path().join("main/binary-amd64");
+        std::fs::create_dir_all(&index_dir).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(text.as_bytes()).unwrap();
+        let xz = xz.finish().unwrap();
+        std::fs::write(index_dir.join("Packages.xz"), &xz).unwrap();
+        let entry = |bytes: &[u8]| FileEntry {
+            sha256: sha256_hex(bytes),
+            size: bytes.len() as u64,
+        };
+        let mut release = Release::default();
+        release
+            .files
+            .insert("main/binary-amd64/Packages".into(), entry(text.as_bytes()));
+        release
+            .files
+            .insert("main/binary-amd64/Packages.xz".into(), entry(&xz));
+        let url = format!("file://{}", dir.path().display());
+        (dir, url, release)
+    }
+
+    fn cache_files(cachedir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(cachedir.join("apt"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn decompressed_text_is_kept_and_read_back_without_the_compressed_file() {
+        let text = "Package: a\nVersion: 1\n";
+        let (suite, url, release) = xz_only_suite(text);
+        let cache = tempfile::tempdir().unwrap();
+        let load = || packages_text(&url, &release, "main", "amd64", cache.path());
+        assert_eq!(load().unwrap().as_deref(), Some(text));
+        let plain = &release.files["main/binary-amd64/Packages"];
+        let sidecar = cache_path(
+            cache.path(),
+            &format!("{url}/main/binary-amd64/Packages"),
+            &plain.sha256,
+        );
+        assert_eq!(std::fs::read_to_string(&sidecar).unwrap(), text);
+        assert_eq!(cache_files(cache.path()).len(), 2, "the .xz and its text");
+        // With the served index gone, the second load can only have used the kept text.
+        drop(suite);
+        assert_eq!(load().unwrap().as_deref(), Some(text));
+    }
+
+    #[test]
+    fn a_kept_text_that_does_not_match_the_release_is_not_used() {
+        let text = "Package: a\nVersion: 1\n";
+        let (_suite, url, release) = xz_only_suite(text);
+        let cache = tempfile::tempdir().unwrap();
+        let plain = &release.files["main/binary-amd64/Packages"];
+        let sidecar = cache_path(
+            cache.path(),
+            &format!("{url}/main/binary-amd64/Packages"),
+            &plain.sha256,
+        );
+        // Same size, other content; then a shorter file: both are turned down and rewritten.
+        for tampered in ["Package: b\nVersion: 1\n", "Package: b\n"] {
+            store(&sidecar, tampered.as_bytes()).unwrap();
+            let got = packages_text(&url, &release, "main", "amd64", cache.path()).unwrap();
+            assert_eq!(got.as_deref(), Some(text));
+            assert_eq!(std::fs::read_to_string(&sidecar).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn keeping_a_new_text_prunes_older_texts_of_the_same_url_only() {
+        let text = "Package: a\nVersion: 2\n";
+        let (_suite, url, release) = xz_only_suite(text);
+        let cache = tempfile::tempdir().unwrap();
+        let plain_url = format!("{url}/main/binary-amd64/Packages");
+        let old = cache_path(cache.path(), &plain_url, &sha256_hex(b"old"));
+        let other_url = cache_path(
+            cache.path(),
+            "file:///elsewhere/Packages",
+            &sha256_hex(b"x"),
+        );
+        store(&old, b"old").unwrap();
+        store(&other_url, b"x").unwrap();
+        packages_text(&url, &release, "main", "amd64", cache.path()).unwrap();
+        assert!(!old.exists(), "the text of an older Release is removed");
+        assert!(other_url.exists(), "another URL's file stays");
+        assert_eq!(cache_files(cache.path()).len(), 3);
+    }
+
+    #[test]
+    fn a_text_that_differs_from_the_listed_uncompressed_index_is_not_kept() {
+        let (_suite, url, mut release) = xz_only_suite("Package: a\n");
+        let bogus = FileEntry {
+            sha256: sha256_hex(b"something else"),
+            size: 11,
+        };
+        release
+            .files
+            .insert("main/binary-amd64/Packages".into(), bogus);
+        let cache = tempfile::tempdir().unwrap();
+        let got = packages_text(&url, &release, "main", "amd64", cache.path()).unwrap();
+        assert_eq!(got.as_deref(), Some("Package: a\n"));
+        assert_eq!(cache_files(cache.path()).len(), 1, "only the verified .xz");
     }
 
     #[test]
