@@ -11,6 +11,7 @@ use std::process::Command;
 use keel_common::meta;
 use keel_compose::pipeline::{self, Options};
 use keel_compose::release::steps::ReleaseOptions;
+use keel_tests::deb::Deb;
 
 fn cache_root() -> PathBuf {
     std::env::var_os("KEEL_TEST_CACHE")
@@ -237,5 +238,66 @@ fn heavy_compose_host_treefile() {
     assert_eq!(
         ostree(&repo, &["rev-parse", &report.reference]).trim(),
         commit
+    );
+
+    // A maintainer's own package in a local repo goes in the top layer: the 199 packages of
+    // the host are the base layer the compose above stored, and bumping the package reuses it.
+    let overlay = work.path().join("overlay");
+    let overlay_compose = |version: &str| {
+        let _ = std::fs::remove_dir_all(&overlay);
+        std::fs::create_dir_all(&overlay).unwrap();
+        let mut marker = Deb::new("keel-test-marker", version)
+            .file("/usr/share/keel-test/marker", format!("marker {version}\n"));
+        marker.arch = "all".into();
+        marker.build(&overlay).unwrap();
+        let treefile = work.path().join("overlay.toml");
+        std::fs::write(
+            &treefile,
+            format!(
+                "include = [\"{}\"]\nref = \"keel/test/x86_64/overlay\"\npackages = [\"keel-test-marker\"]\n\n[[repos]]\nname = \"mine\"\npath = \"overlay\"\n",
+                options.treefile.display()
+            ),
+        )
+        .unwrap();
+        pipeline::compose(&Options {
+            treefile,
+            ..options.clone()
+        })
+        .expect("composing the host with an overlay package")
+    };
+    let v1 = overlay_compose("1");
+    let base = v1.base_layer.clone().expect("a base layer");
+    assert!(
+        base.reused,
+        "the host's packages are the stored base layer: {base:?}"
+    );
+    assert_eq!(base.packages, report.packages);
+    let v2 = overlay_compose("2");
+    assert!(v2.base_layer.as_ref().is_some_and(|b| b.reused));
+    assert_eq!(
+        ostree(&repo, &["cat", &v2.commit, "/usr/share/keel-test/marker"]),
+        "marker 2\n"
+    );
+    let diff = ostree(&repo, &["diff", &v1.commit, &v2.commit]);
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    for path in &changed {
+        assert!(
+            path.starts_with("/usr/share/keel-test") || path.starts_with("/usr/lib/sysimage/dpkg"),
+            "a package bump changed {path}; all changes:\n{diff}"
+        );
+    }
+    // The same base, the same initramfs: the repository grows by the bumped files only.
+    assert!(
+        v2.repo_bytes_added < 2_000_000,
+        "the bump added {} bytes to the repository",
+        v2.repo_bytes_added
+    );
+    ostree(&repo, &["fsck", "--quiet"]);
+    eprintln!(
+        "warm compose, one overlay package bumped: {:.1} s (first host compose {:.1} s)",
+        v2.seconds, report.seconds
     );
 }
