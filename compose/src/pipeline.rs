@@ -4,11 +4,18 @@
 //! 1. `load` the treefile and `resolve` its packages. Both only read (the index cache under the
 //!    cachedir aside): a bad treefile or a missing package fails here, before the repository
 //!    is created or touched.
-//! 2. `fetch` the `.deb` files into the cachedir; `install` them into a scratch tree under
-//!    `CACHEDIR/tmp/` (the same file system as the package cache, so its hardlinks work);
-//!    `customize` (add-files, remove-files, units, postprocess); `initramfs`; `ostreeify`.
+//! 2. `fetch` the `.deb` files into the cachedir. `base`: the base layer (see
+//!    `install::layers`) is reused from the package cache, or installed and stored there, and
+//!    checked out with hardlinks into a scratch tree under `CACHEDIR/tmp/` (the cache's file
+//!    system). An overlay is mounted over it, and on that overlay run `install` (the top layer),
+//!    `customize` (add-files, remove-files, units, postprocess) and `initramfs`: whatever
+//!    they change becomes new files in the overlay's upper dir, never a write into a cached
+//!    file. `merge` folds the upper dir into the tree by renames; `ostreeify` (our own code,
+//!    which replaces files rather than rewriting them) works on the tree itself. Without a
+//!    base layer, everything is installed into the scratch tree directly.
 //! 3. `passwd` check against the ref's previous commit; `commit` in one repository
-//!    transaction; then the release steps (publishing: signatures, deltas, summary).
+//!    transaction (through the base checkout's devino map: unchanged files are not read);
+//!    then the release steps (publishing: signatures, deltas, summary).
 //!
 //! The scratch tree is removed on every exit path, including errors and Ctrl-C: SIGINT sets a
 //! flag that the pipeline checks between phases, cancels libostree's work and terminates our
