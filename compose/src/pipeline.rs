@@ -456,6 +456,12 @@ pub fn compose_with(
         .context("committing the tree")
     })?;
     eprintln!("keel-compose: {} is now {checksum}", tf.reference);
+    if let Some(base) = &base {
+        // The tree was staged in the package cache on its way; drop such leftovers now and then.
+        base.cache
+            .tidy(&interrupt.cancellable())
+            .context("tidying the package cache")?;
+    }
 
     let release_report = phases.run("publish", || {
         release::steps::publish_commit(

@@ -8,7 +8,7 @@
 
 use keel_compose::commit::{self, CommitMetadata, LinkedTree};
 use keel_compose::fetch::fetch;
-use keel_compose::install::{base, install_over, layers, PackageCache};
+use keel_compose::install::{base, install_over, layer_cache, layers, PackageCache};
 use keel_compose::overlay::{self, Overlay, OverlayDirs};
 use keel_compose::package::{PackageSource, ResolvedPackage};
 use keel_compose::sandbox::Sandbox;
@@ -198,6 +198,7 @@ fn build(
         &gio::Cancellable::new(),
     )
     .unwrap();
+    base.cache.tidy(&gio::Cancellable::new()).unwrap();
     Built {
         commit,
         base: base.report,
@@ -267,4 +268,66 @@ fn a_reused_base_layer_gives_the_same_tree_and_in_place_edits_never_reach_the_ca
     ostree(&pkgcache, &["fsck"]);
     ostree(&repo_dir, &["fsck"]);
     assert_eq!(layer_cat("/etc/keel-base.conf"), "base\n");
+}
+
+/// Commit objects in `repo` that no ref names.
+fn unreferenced_commits(repo: &Path) -> usize {
+    let refs = ostree(repo, &["refs"]);
+    let referenced: HashSet<String> = refs
+        .lines()
+        .map(|r| ostree(repo, &["rev-parse", r]).trim().to_string())
+        .collect();
+    let mut count = 0;
+    for dir in std::fs::read_dir(repo.join("objects")).unwrap() {
+        for entry in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let prefix = entry
+                .path()
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if let Some(rest) = name.strip_suffix(".commit") {
+                if !referenced.contains(&format!("{prefix}{rest}")) {
+                    count += 1;
+                }
+            }
+        }
+    }
+    count
+}
+
+#[test]
+fn trees_staged_in_the_package_cache_do_not_pile_up() {
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let debs_dir = work.path().join("debs");
+    std::fs::create_dir(&debs_dir).unwrap();
+    let cachedir = work.path().join("cache");
+    let repo = commit::open_or_create(&work.path().join("repo")).unwrap();
+    let distribution = distribution(&debs_dir);
+    let pkgcache = cachedir.join("pkgcache-repo");
+    let mut most = 0;
+    for i in 0..layer_cache::MAX_UNREFERENCED + 3 {
+        let packages = with_tool(&distribution, &debs_dir, &format!("{}", i + 1));
+        build(
+            &packages,
+            &cachedir,
+            &work.path().join(format!("s{i}")),
+            &repo,
+            "1",
+        );
+        most = most.max(unreferenced_commits(&pkgcache));
+    }
+    assert!(
+        most >= 2,
+        "each compose stages its tree in the cache ({most})"
+    );
+    assert!(
+        most <= layer_cache::MAX_UNREFERENCED,
+        "{most} staged trees kept"
+    );
+    ostree(&pkgcache, &["fsck", "--quiet"]);
 }
