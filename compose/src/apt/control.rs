@@ -84,6 +84,50 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph<'_>>, ControlError> {
     Ok(out)
 }
 
+/// Cuts `text` into at most `parts` pieces of about equal size, each but the last ending
+/// right after a blank line. Parsing the pieces one after another gives the same
+/// paragraphs as parsing `text` (after a blank line no paragraph is open), so they can be
+/// parsed in parallel; only error line numbers count from the start of each piece.
+pub fn split_at_paragraphs(text: &str, parts: usize) -> Vec<&str> {
+    let mut out = Vec::with_capacity(parts.max(1));
+    let mut start = 0;
+    for k in 1..parts {
+        let target = (text.len() / parts * k).max(start);
+        match end_of_blank_line_from(text, target) {
+            Some(end) if end < text.len() => {
+                out.push(&text[start..end]);
+                start = end;
+            }
+            _ => break,
+        }
+    }
+    out.push(&text[start..]);
+    out
+}
+
+/// The offset just past the newline of the first blank line (as [`parse`] sees one) that
+/// starts at or after byte `from`; `None` if there is none.
+fn end_of_blank_line_from(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let newline_from = |at: usize| {
+        bytes
+            .get(at..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .map(|i| at + i)
+    };
+    let mut line_start = match from {
+        0 => 0,
+        _ => newline_from(from - 1)? + 1,
+    };
+    loop {
+        let line_end = newline_from(line_start)?;
+        if text[line_start..line_end].trim().is_empty() {
+            return Some(line_end + 1);
+        }
+        line_start = line_end + 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +190,46 @@ mod tests {
                 line: 2,
                 text: "nocolon".into()
             })
+        );
+    }
+
+    /// Paragraph ends of every kind: blank lines with spaces, tabs and CR, runs of blank
+    /// lines, comments, continuation lines with " .", no newline at the very end.
+    const AWKWARD: &str = "A: 1\nB: x\n y\n .\n z\n\nC: 2\n  \nD: 3\r\n\r\n\t\n\n\
+        # c\nE: 4\n#x\nF: 5\n \t \nG: é\n\nH: last";
+
+    #[test]
+    fn split_pieces_parse_like_the_whole_text_for_every_cut() {
+        let whole = parse(AWKWARD).unwrap();
+        for parts in 1..=12 {
+            let pieces = split_at_paragraphs(AWKWARD, parts);
+            assert!(pieces.len() <= parts.max(1));
+            assert!(parts < 4 || pieces.len() >= 3, "{parts} parts: {pieces:?}");
+            assert_eq!(pieces.concat(), AWKWARD);
+            let joined: Vec<Paragraph> = pieces.iter().flat_map(|p| parse(p).unwrap()).collect();
+            assert_eq!(joined, whole, "{parts} parts: {pieces:?}");
+        }
+        for from in 0..=AWKWARD.len() {
+            let Some(end) = end_of_blank_line_from(AWKWARD, from) else {
+                continue;
+            };
+            let (head, tail) = AWKWARD.split_at(end);
+            let last_line = head[..end - 1].rsplit('\n').next().unwrap_or_default();
+            assert!(last_line.trim().is_empty(), "cut after {last_line:?}");
+            let mut joined = parse(head).unwrap();
+            joined.extend(parse(tail).unwrap());
+            assert_eq!(joined, whole, "cut at {end} (from {from})");
+        }
+    }
+
+    #[test]
+    fn split_keeps_a_text_without_blank_lines_whole() {
+        assert_eq!(split_at_paragraphs("A: 1\nB: 2\n", 4), ["A: 1\nB: 2\n"]);
+        assert_eq!(split_at_paragraphs("", 3), [""]);
+        assert_eq!(split_at_paragraphs("A: 1\n\nB: 2", 0), ["A: 1\n\nB: 2"]);
+        assert_eq!(
+            split_at_paragraphs("A: 1\n\nB: 2\n", 2),
+            ["A: 1\n\n", "B: 2\n"]
         );
     }
 }
