@@ -51,6 +51,8 @@ impl Universe {
     pub fn new(arch: &str, packages: Vec<Package>) -> Self {
         let mut universe = Universe {
             arch: arch.to_string(),
+            packages: Vec::with_capacity(packages.len()),
+            by_name: HashMap::with_capacity(packages.len()),
             ..Default::default()
         };
         for mut package in packages {
