@@ -42,12 +42,24 @@ pub enum ControlError {
 /// Parses every paragraph of `text`. Empty paragraphs (several blank lines) are skipped.
 pub fn parse(text: &str) -> Result<Vec<Paragraph<'_>>, ControlError> {
     let mut out = Vec::new();
+    for_each(text, |paragraph| out.push(std::mem::take(paragraph)))?;
+    Ok(out)
+}
+
+/// Hands every paragraph of `text` to `each` in order, as [`parse`] would return them, but
+/// reuses one paragraph's storage: an index of 63k paragraphs is never held whole. A syntax
+/// error stops the walk (after the paragraphs before it were handed over).
+pub fn for_each<'a>(
+    text: &'a str,
+    mut each: impl FnMut(&mut Paragraph<'a>),
+) -> Result<(), ControlError> {
     let mut current = Paragraph::default();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.trim().is_empty() {
             if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
+                each(&mut current);
+                current.fields.clear();
             }
             continue;
         }
@@ -79,9 +91,9 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph<'_>>, ControlError> {
             .push((key.trim(), Cow::Borrowed(value.trim())));
     }
     if !current.is_empty() {
-        out.push(current);
+        each(&mut current);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Cuts `text` into at most `parts` pieces of about equal size, each but the last ending
@@ -231,5 +243,17 @@ mod tests {
             split_at_paragraphs("A: 1\n\nB: 2\n", 2),
             ["A: 1\n\n", "B: 2\n"]
         );
+    }
+
+    #[test]
+    fn for_each_hands_over_what_parse_returns() {
+        let mut seen = Vec::new();
+        for_each(AWKWARD, |p| seen.push(p.clone())).unwrap();
+        assert_eq!(seen, parse(AWKWARD).unwrap());
+        assert_eq!(seen.len(), 6);
+        let mut before_error = 0;
+        let e = for_each("A: 1\n\nB: 2\nbad\n", |_| before_error += 1).unwrap_err();
+        assert!(matches!(e, ControlError::NoColon { line: 4, .. }), "{e}");
+        assert_eq!(before_error, 1);
     }
 }

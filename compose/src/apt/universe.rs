@@ -249,12 +249,12 @@ fn parse_piece(
 ) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
     let mut packages = Vec::new();
     let mut skipped = Vec::new();
-    for p in control::parse(text)? {
-        match package_from_paragraph(&p, base_url, repo, origin) {
+    control::for_each(text, |p| {
+        match package_from_paragraph(p, base_url, repo, origin) {
             Ok(pkg) => packages.push(pkg),
             Err(e) => skipped.push(e),
         }
-    }
+    })?;
     Ok((packages, skipped))
 }
 
