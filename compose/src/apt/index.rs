@@ -1,5 +1,6 @@
 //! `COMPONENT/binary-ARCH/Packages{.xz,.gz,}`: downloaded only as listed in a verified
 //! Release file, checked against its size and sha256, cached by URL and hash, decompressed.
+//! The decompressed text is cached too, under the hash the Release lists for it.
 
 use super::download::{self, DownloadError};
 use super::release::{FileEntry, Release};
