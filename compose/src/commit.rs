@@ -389,6 +389,17 @@ mod tests {
         }
     }
 
+    fn commit(repo: &ostree::Repo, tree: &Path, version: &str) -> String {
+        commit_tree(
+            repo,
+            tree,
+            &metadata(version),
+            None,
+            &gio::Cancellable::new(),
+        )
+        .unwrap()
+    }
+
     fn tree() -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir_all(t.path().join("usr/etc")).unwrap();
@@ -424,14 +435,7 @@ mod tests {
         assert!(config.contains("zlib-level=1"), "{config}");
 
         let t = tree();
-        let c1 = commit_tree(
-            &repo,
-            t.path(),
-            &metadata("1.0"),
-            None,
-            &gio::Cancellable::new(),
-        )
-        .unwrap();
+        let c1 = commit(&repo, t.path(), "1.0");
         assert_eq!(
             ostree(&repo_dir, &["rev-parse", "keel/test/x86_64/host"]).trim(),
             c1
@@ -468,14 +472,7 @@ mod tests {
             "root:x:0:0::/root:/bin/sh\nu:x:5:5::/:/bin/sh\n",
         )
         .unwrap();
-        let c2 = commit_tree(
-            &repo,
-            t.path(),
-            &metadata("1.1"),
-            None,
-            &gio::Cancellable::new(),
-        )
-        .unwrap();
+        let c2 = commit(&repo, t.path(), "1.1");
         let parent = ostree(&repo_dir, &["rev-parse", &format!("{c2}^")]);
         assert_eq!(parent.trim(), c1, "second commit's parent is the first");
         let passwd = read_previous_file(&repo, "keel/test/x86_64/host", "usr/etc/passwd").unwrap();
@@ -498,14 +495,7 @@ mod tests {
         let repo_dir = tmp.path().join("repo");
         let repo = open_or_create(&repo_dir).unwrap();
         let t = tree();
-        let c1 = commit_tree(
-            &repo,
-            t.path(),
-            &metadata("1.0"),
-            None,
-            &gio::Cancellable::new(),
-        )
-        .unwrap();
+        let c1 = commit(&repo, t.path(), "1.0");
         fs::write(t.path().join("usr/etc/new"), "x").unwrap();
         let cancelled = gio::Cancellable::new();
         cancelled.cancel();
@@ -516,14 +506,7 @@ mod tests {
             c1
         );
         // The repository is usable afterwards: a new transaction can start.
-        let c2 = commit_tree(
-            &repo,
-            t.path(),
-            &metadata("1.1"),
-            None,
-            &gio::Cancellable::new(),
-        )
-        .unwrap();
+        let c2 = commit(&repo, t.path(), "1.1");
         assert_ne!(c1, c2);
     }
 

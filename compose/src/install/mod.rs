@@ -133,32 +133,17 @@ pub fn install_with(
     cache: &PackageCache,
 ) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
-    if packages.len() != debs.len() {
-        return Err(InstallError::Mismatch {
-            packages: packages.len(),
-            debs: debs.len(),
-        });
-    }
+    check_lengths(packages, debs)?;
     let plan = order::plan(packages)?;
     let root = sandbox.root().to_path_buf();
     let arch = packages.first().map_or("amd64", |p| p.arch.as_str());
     prepare_tree(&root, arch)?;
 
     let (sandbox, inside) = bind_debs(sandbox, debs);
-    let by_name: ByName = packages
-        .iter()
-        .zip(debs)
-        .zip(&inside)
-        .map(|((p, d), i)| (p.name.as_str(), (p, d, i)))
-        .collect();
+    let by_name = by_name(packages, debs, &inside);
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
 
-    let mut phases = Vec::new();
-    let mut lap = Instant::now();
-    let mut done = |name: &str| {
-        phases.push((name.to_string(), lap.elapsed().as_secs_f64()));
-        lap = Instant::now();
-    };
+    let mut laps = Laps::new();
 
     // Cached script-free packages are placed first; the rest is extracted for the bootstrap.
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
@@ -184,7 +169,7 @@ pub fn install_with(
         .collect();
     extract_all(&to_extract, &root, jobs)?;
     write_policy_rc_d(&root)?;
-    done("bootstrap");
+    laps.done("bootstrap");
     if !essential.is_empty() {
         let mut argv = dpkg(&["--install", "--force-depends"]);
         argv.extend(essential.iter().map(|n| deb_of(n)));
@@ -197,7 +182,7 @@ pub fn install_with(
         let step = "configuring the cached part of the Essential set";
         run_dpkg(&sandbox, &argv, step, &from_cache)?;
     }
-    done("essential");
+    laps.done("essential");
 
     run_rounds(
         &sandbox,
@@ -207,7 +192,7 @@ pub fn install_with(
         &by_name,
         &mut from_cache,
     )?;
-    done("rounds");
+    laps.done("rounds");
     let everything: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
         &sandbox,
@@ -215,13 +200,13 @@ pub fn install_with(
         "configuring all packages and running triggers",
         &everything,
     )?;
-    done("configure");
+    laps.done("configure");
     check_all_installed(&sandbox, packages)?;
     remove_policy_rc_d(&root)?;
-    done("check");
+    laps.done("check");
 
     let cached = cache.import_all(packages, debs, jobs)?;
-    done("cache-import");
+    laps.done("cache-import");
     Ok(InstallReport {
         packages: packages.len(),
         essential: plan.essential.len(),
@@ -229,7 +214,7 @@ pub fn install_with(
         from_cache,
         cached,
         seconds: started.elapsed().as_secs_f64(),
-        phases,
+        phases: laps.phases,
     })
 }
 
@@ -243,12 +228,7 @@ pub fn install_over(
     debs: &[PathBuf],
 ) -> Result<InstallReport, InstallError> {
     let started = Instant::now();
-    if packages.len() != debs.len() {
-        return Err(InstallError::Mismatch {
-            packages: packages.len(),
-            debs: debs.len(),
-        });
-    }
+    check_lengths(packages, debs)?;
     let mut plan = order::plan(packages)?;
     if !plan.essential.is_empty() {
         // Only an essential package over a base could land here; unpack those first.
@@ -263,18 +243,8 @@ pub fn install_over(
     }
     let root = sandbox.root().to_path_buf();
     let (sandbox, inside) = bind_debs(sandbox, debs);
-    let by_name: ByName = packages
-        .iter()
-        .zip(debs)
-        .zip(&inside)
-        .map(|((p, d), i)| (p.name.as_str(), (p, d, i)))
-        .collect();
-    let mut phases = Vec::new();
-    let mut lap = Instant::now();
-    let mut done = |name: &str| {
-        phases.push((name.to_string(), lap.elapsed().as_secs_f64()));
-        lap = Instant::now();
-    };
+    let by_name = by_name(packages, debs, &inside);
+    let mut laps = Laps::new();
     write_policy_rc_d(&root)?;
     let mut unused = Vec::new();
     let no_cache = PackageCache::disabled();
@@ -286,7 +256,7 @@ pub fn install_over(
         &by_name,
         &mut unused,
     )?;
-    done("rounds");
+    laps.done("rounds");
     let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
         &sandbox,
@@ -294,10 +264,10 @@ pub fn install_over(
         "configuring the top layer and running triggers",
         &names,
     )?;
-    done("configure");
+    laps.done("configure");
     check_all_installed(&sandbox, packages)?;
     remove_policy_rc_d(&root)?;
-    done("check");
+    laps.done("check");
     Ok(InstallReport {
         packages: packages.len(),
         essential: 0,
@@ -305,7 +275,7 @@ pub fn install_over(
         from_cache: Vec::new(),
         cached: 0,
         seconds: started.elapsed().as_secs_f64(),
-        phases,
+        phases: laps.phases,
     })
 }
 
@@ -346,6 +316,50 @@ fn run_rounds(
         }
     }
     Ok(())
+}
+
+fn check_lengths(packages: &[ResolvedPackage], debs: &[PathBuf]) -> Result<(), InstallError> {
+    if packages.len() != debs.len() {
+        return Err(InstallError::Mismatch {
+            packages: packages.len(),
+            debs: debs.len(),
+        });
+    }
+    Ok(())
+}
+
+fn by_name<'a>(
+    packages: &'a [ResolvedPackage],
+    debs: &'a [PathBuf],
+    inside: &'a [String],
+) -> ByName<'a> {
+    packages
+        .iter()
+        .zip(debs)
+        .zip(inside)
+        .map(|((p, d), i)| (p.name.as_str(), (p, d, i)))
+        .collect()
+}
+
+/// Seconds per step of an install, for its report.
+struct Laps {
+    phases: Vec<(String, f64)>,
+    lap: Instant,
+}
+
+impl Laps {
+    fn new() -> Self {
+        Laps {
+            phases: Vec::new(),
+            lap: Instant::now(),
+        }
+    }
+
+    fn done(&mut self, name: &str) {
+        self.phases
+            .push((name.to_string(), self.lap.elapsed().as_secs_f64()));
+        self.lap = Instant::now();
+    }
 }
 
 /// Extracts the `(package, deb)` pairs into `root`, `jobs` at a time. Order does not matter:
