@@ -60,13 +60,14 @@ pub fn publish(
     if let Some(key) = &opts.sign_key {
         signing::sign_commit(repo, commit, key)?;
     }
-    let mut deltas = Vec::new();
-    for from in ancestors(repo, commit, opts.static_deltas as usize)? {
-        deltas.push(generate_delta(repo, Some(&from), commit)?);
-    }
+    let mut froms: Vec<Option<String>> = ancestors(repo, commit, opts.static_deltas as usize)?
+        .into_iter()
+        .map(Some)
+        .collect();
     if opts.delta_from_empty {
-        deltas.push(generate_delta(repo, None, commit)?);
+        froms.push(None);
     }
+    let deltas = generate_deltas(&super::repo_dir(repo), &froms, commit)?;
     update_summary(repo, opts.sign_key.as_ref())?;
     Ok(PublishReport {
         commit_signed: opts.sign_key.is_some(),
@@ -99,6 +100,53 @@ pub fn ancestors(repo: &ostree::Repo, commit: &str, n: usize) -> Result<Vec<Stri
         current = parent;
     }
     Ok(out)
+}
+
+/// Generates the deltas `froms[i]` -> `to`, one per core at a time, each thread on its own
+/// handle of the repository at `repo_dir` (each delta is written to a directory of its own).
+/// Reports come in the order of `froms`.
+fn generate_deltas(
+    repo_dir: &Path,
+    froms: &[Option<String>],
+    to: &str,
+) -> Result<Vec<DeltaReport>, PublishError> {
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<DeltaReport, PublishError>>>> =
+        froms.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(froms.len()) {
+            scope.spawn(|| {
+                let repo = ostree::Repo::new_for_path(repo_dir);
+                let opened = repo.open(ostree::gio::Cancellable::NONE);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(from) = froms.get(i) else { break };
+                    let result = match &opened {
+                        Ok(()) => generate_delta(&repo, from.as_deref(), to),
+                        Err(e) => {
+                            Err(ostree_err(&repo, "opening the repository")(e.clone()).into())
+                        }
+                    };
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(RepoError::Io {
+                    path: repo_dir.to_path_buf(),
+                    source: std::io::Error::other("a delta thread stopped early"),
+                }
+                .into())
+            })
+        })
+        .collect()
 }
 
 /// Generates one static delta `from` -> `to` (`from = None`: from nothing) and measures it.
