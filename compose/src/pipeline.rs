@@ -45,7 +45,7 @@ use crate::package::ResolvedPackage;
 use crate::release;
 use crate::sandbox::Sandbox;
 use crate::treefile::{self, Repo, Treefile};
-use crate::{customize, fetch, initramfs, ostreeify, passwd, resolve_cache};
+use crate::{cachedir_lock, customize, fetch, initramfs, ostreeify, passwd, resolve_cache};
 
 /// Where the machine's apt sources are read for `machine-sources = true` repositories.
 pub const MACHINE_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
@@ -247,6 +247,7 @@ pub fn compose_with(
             options.cachedir.display()
         )
     })?;
+    let _cachedir_lock = cachedir_lock::lock(&options.cachedir)?;
     let prepared = release::steps::prepare(release_options, &tf.reference)?;
     let packages = phases.run("resolve", || {
         resolve(&tf, &options.cachedir, prepared.lockfile.as_ref())
