@@ -24,7 +24,6 @@
 //! stay as they were. A compose killed outright (SIGKILL) leaves its scratch tree; the next
 //! compose with the same cachedir removes it (its owner process is gone).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -311,7 +310,7 @@ pub fn compose_with(
     }
     let tree = scratch.path().join("tree");
     let cache = PackageCache::open(&options.cachedir).context("opening the package cache")?;
-    let split = layers::split(&packages, &top_layer_repos(&tf.repos));
+    let split = layers::split(&packages, &tf.top_layer_repos);
     let base_packages: Vec<ResolvedPackage> =
         split.base.iter().map(|&i| packages[i].clone()).collect();
     let base_debs: Vec<PathBuf> = split.base.iter().map(|&i| debs[i].clone()).collect();
@@ -619,16 +618,6 @@ pub fn repo_sources(
         }
     }
     Ok((specs, locals))
-}
-
-/// The repositories whose packages start the top layer (see `install::layers`): local `path`
-/// repositories, the packages a maintainer builds and bumps.
-fn top_layer_repos(repos: &[Repo]) -> HashSet<String> {
-    repos
-        .iter()
-        .filter(|r| matches!(r, Repo::Local { .. }))
-        .map(|r| r.name().to_string())
-        .collect()
 }
 
 /// Debian's name for the machine's architecture.

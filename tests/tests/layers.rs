@@ -15,7 +15,7 @@ use keel_compose::sandbox::Sandbox;
 use keel_tests::deb::Deb;
 use ostree::gio;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -143,7 +143,7 @@ fn build(
     version: &str,
 ) -> Built {
     let debs = fetch(packages, cachedir, 2).unwrap();
-    let split = layers::split(packages, &HashSet::from(["overlay".to_string()]));
+    let split = layers::split(packages, &BTreeSet::from(["overlay".to_string()]));
     let pick = |indices: &[usize]| -> (Vec<ResolvedPackage>, Vec<PathBuf>) {
         (
             indices.iter().map(|&i| packages[i].clone()).collect(),

@@ -9,8 +9,9 @@
 //!
 //! The split depends only on the package set and the treefile, never on what a cache happens to
 //! hold, so a cold compose and a warm one run the same steps and build the same tree:
-//! - the top layer starts with the packages from the treefile's top-layer repositories (local
-//!   `path` repositories: the packages a maintainer builds and bumps);
+//! - the top layer starts with the packages from the treefile's top-layer repositories (by
+//!   default the local `path` repositories, the packages a maintainer builds and bumps; a
+//!   repo's `layer` key says otherwise);
 //! - every package that depends or pre-depends on a top-layer package, directly or not, joins
 //!   the top layer, so the base layer is closed under dependencies and installs on its own;
 //! - if the top layer then holds an `Essential: yes` package, every package implicitly depends
@@ -18,7 +19,7 @@
 
 use crate::package::ResolvedPackage;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// Version of the recipe that builds a base layer (the install steps, dpkg options and the
 /// sandbox's environment). Bump it when any of them changes: old base layers are then unused.
@@ -43,7 +44,7 @@ impl Split {
 
 /// Splits `packages` into base and top layer; `top_repos` names the treefile repositories whose
 /// packages start the top layer.
-pub fn split(packages: &[ResolvedPackage], top_repos: &HashSet<String>) -> Split {
+pub fn split(packages: &[ResolvedPackage], top_repos: &BTreeSet<String>) -> Split {
     let index: HashMap<&str, usize> = packages
         .iter()
         .enumerate()
@@ -126,8 +127,8 @@ mod tests {
         indices.iter().map(|&i| packages[i].name.clone()).collect()
     }
 
-    fn overlay() -> HashSet<String> {
-        HashSet::from(["overlay".to_string()])
+    fn overlay() -> BTreeSet<String> {
+        BTreeSet::from(["overlay".to_string()])
     }
 
     #[test]
@@ -165,8 +166,9 @@ mod tests {
             pkg("e", "debian", &[]),
         ];
         let split = split(&packages, &overlay());
-        let base: HashSet<String> = names(&packages, &split.base).into_iter().collect();
-        assert_eq!(base, HashSet::from(["e".to_string()]));
+        let base: std::collections::HashSet<String> =
+            names(&packages, &split.base).into_iter().collect();
+        assert_eq!(base, std::collections::HashSet::from(["e".to_string()]));
         for &i in &split.base {
             for dep in &packages[i].depends {
                 assert!(base.contains(dep), "{} needs {dep}", packages[i].name);
@@ -195,7 +197,7 @@ mod tests {
     #[test]
     fn without_top_repos_everything_is_base() {
         let packages = vec![pkg("a", "debian", &["b"]), pkg("b", "debian", &[])];
-        let split = split(&packages, &HashSet::new());
+        let split = split(&packages, &BTreeSet::new());
         assert_eq!(split.base, [0, 1]);
         assert!(split.top.is_empty());
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Initramfs, PasswdPolicy, Repo, Treefile};
+use super::{Initramfs, PasswdPolicy, Repo, RepoLayer, Treefile};
 
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -51,6 +51,10 @@ struct RepoView<'a> {
     keyring: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
+    /// Only when it differs from the repo's default, so treefiles without the key keep
+    /// their canonical form (and hash).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -87,7 +91,16 @@ pub fn render(treefile: &Treefile, base: &Path) -> String {
                 architectures: None,
                 keyring: None,
                 path: None,
+                layer: None,
             };
+            let layer = if treefile.top_layer_repos.contains(repo.name()) {
+                RepoLayer::Top
+            } else {
+                RepoLayer::Base
+            };
+            if layer != repo.default_layer() {
+                view.layer = Some(layer.as_str());
+            }
             match repo {
                 Repo::Machine { .. } => view.machine_sources = Some(true),
                 Repo::Apt(apt) => {

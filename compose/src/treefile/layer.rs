@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::error::{from_toml, Location, TreefileError};
 use super::raw::{RawAddFile, RawPostprocess, RawRepo, RawTreefile};
 use super::syntax;
-use super::{AddFile, AptRepo, Postprocess, Repo};
+use super::{AddFile, AptRepo, Postprocess, Repo, RepoLayer};
 
 /// An add-files entry with what the compose will copy, read at load time (it feeds the hash).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +26,8 @@ pub struct LoadedAddFile {
 pub struct Layer {
     pub reference: Option<String>,
     pub automatic_version_prefix: Option<String>,
-    pub repos: Vec<Repo>,
+    /// Each repo with its `layer` key, if set.
+    pub repos: Vec<(Repo, Option<RepoLayer>)>,
     pub packages: Vec<String>,
     pub exclude_packages: Vec<String>,
     pub recommends: Option<bool>,
@@ -117,7 +118,26 @@ pub fn resolve(
     let mut names = HashSet::new();
     for repo in raw.repos.unwrap_or_default() {
         let span = repo.span();
+        let layer_key = repo.get_ref().layer.clone();
         let repo = cx.repo(repo)?;
+        let repo_layer = match layer_key {
+            None => None,
+            Some(value) => Some(match value.get_ref().as_str() {
+                "base" => RepoLayer::Base,
+                "top" => RepoLayer::Top,
+                other => {
+                    return Err(cx.invalid(
+                        &value,
+                        "repos.layer",
+                        format!(
+                            "`{other}` is not a layer; use \"base\" (cached, reused while its \
+                             packages do not change) or \"top\" (installed over the base on \
+                             every compose)"
+                        ),
+                    ))
+                }
+            }),
+        };
         let name = repo.name().to_string();
         if !names.insert(name.clone()) {
             return Err(cx.invalid_at(
@@ -126,7 +146,7 @@ pub fn resolve(
                 format!("two repos are named `{name}` in this file; give each its own name"),
             ));
         }
-        layer.repos.push(repo);
+        layer.repos.push((repo, repo_layer));
     }
     let mut dests = HashSet::new();
     for add in raw.add_files.unwrap_or_default() {

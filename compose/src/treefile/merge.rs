@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::error::{Location, TreefileError};
 use super::layer::{Layer, LoadedAddFile};
-use super::{Initramfs, PasswdPolicy, Postprocess, Repo, Treefile};
+use super::{Initramfs, PasswdPolicy, Postprocess, Repo, RepoLayer, Treefile};
 
 /// dracut modules of the fast configuration measured in DESIGN.md.
 pub const DEFAULT_INITRAMFS_MODULES: &[&str] = &[
@@ -44,7 +44,7 @@ pub type FileData = (u32, Vec<u8>);
 pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>), TreefileError> {
     let mut reference = None;
     let mut automatic_version_prefix = None;
-    let mut repos: Vec<Repo> = Vec::new();
+    let mut repos: Vec<(Repo, Option<RepoLayer>)> = Vec::new();
     let mut packages: Vec<String> = Vec::new();
     let mut exclude_packages = Vec::new();
     let mut recommends = false;
@@ -70,7 +70,7 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>)
         recommends = layer.recommends.unwrap_or(recommends);
         passwd_check = layer.passwd_check.unwrap_or(passwd_check);
         static_deltas = layer.static_deltas.unwrap_or(static_deltas);
-        merge_keyed(&mut repos, layer.repos, |r| r.name().to_string());
+        merge_keyed(&mut repos, layer.repos, |(r, _)| r.name().to_string());
         merge_keyed(&mut packages, layer.packages, |p| {
             package_name(p).to_string()
         });
@@ -133,12 +133,19 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>)
         .into_iter()
         .map(|a| (a.file, (a.effective_mode, a.content)))
         .unzip();
+    let top_layer_repos = repos
+        .iter()
+        .filter(|(repo, layer)| layer.unwrap_or(repo.default_layer()) == RepoLayer::Top)
+        .map(|(repo, _)| repo.name().to_string())
+        .collect();
+    let repos = repos.into_iter().map(|(repo, _)| repo).collect();
     let to_strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
     let treefile = Treefile {
         path: top.to_path_buf(),
         reference,
         automatic_version_prefix,
         repos,
+        top_layer_repos,
         packages,
         exclude_packages,
         recommends,

@@ -16,6 +16,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -38,6 +39,9 @@ pub struct Treefile {
     /// Key `automatic-version-prefix`, e.g. `<date:%Y%m%d>`.
     pub automatic_version_prefix: Option<String>,
     pub repos: Vec<Repo>,
+    /// Names of the repos whose packages start the top layer (key `layer`, by default the
+    /// `path` repos; see `install::layers`).
+    pub top_layer_repos: BTreeSet<String>,
     /// `name` or `name=version`.
     pub packages: Vec<String>,
     pub exclude_packages: Vec<String>,
@@ -72,7 +76,35 @@ pub enum Repo {
     Local { name: String, path: PathBuf },
 }
 
+/// Key `layer` of a repo: which install layer its packages start in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepoLayer {
+    /// Cached and reused while its packages do not change.
+    Base,
+    /// Installed over the base layer on every compose.
+    Top,
+}
+
+impl RepoLayer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoLayer::Base => "base",
+            RepoLayer::Top => "top",
+        }
+    }
+}
+
 impl Repo {
+    /// The layer a repo's packages start in when it has no `layer` key: `top` for a local
+    /// `path` repo (the maintainer's own packages), `base` otherwise.
+    pub fn default_layer(&self) -> RepoLayer {
+        match self {
+            Repo::Local { .. } => RepoLayer::Top,
+            Repo::Machine { .. } | Repo::Apt(_) => RepoLayer::Base,
+        }
+    }
+
     /// The repo's `name` key.
     pub fn name(&self) -> &str {
         match self {

@@ -38,6 +38,7 @@ pub struct RawRepo {
     pub architectures: Option<Vec<String>>,
     pub keyring: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
+    pub layer: Option<Spanned<String>>,
 }
 
 /// An `[[add-files]]` entry.

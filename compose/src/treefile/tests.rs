@@ -301,6 +301,7 @@ fn invalid_values_report_file_line_and_key() {
         ("[[repos]]\nname = \"d\"\nurl = \"ftp://x\"\n", 3, "repos.url"),
         ("[initramfs]\nmodules = [\"base\",\n  \"ostree shutdown\"]\n", 3, "initramfs.modules"),
         ("[[repos]]\nname = \"d\"\npath = \"nowhere\"\n", 3, "repos.path"),
+        ("[[repos]]\nname = \"d\"\nmachine-sources = true\nlayer = \"upper\"\n", 4, "repos.layer"),
         ("[[repos]]\nname = \"d\"\nmachine-sources = true\n[[repos]]\nname = \"d\"\nmachine-sources = true\n", 4, "repos"),
     ];
     for (text, line, key) in cases {
@@ -616,4 +617,82 @@ fn a_treefile_elsewhere_can_include_the_shipped_one() {
     );
     assert_eq!(treefile.add_files, base.add_files);
     assert_ne!(treefile.hash, base.hash);
+}
+
+#[test]
+fn repo_layers_default_by_shape_and_the_layer_key_moves_a_repo() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    fs::create_dir_all(root.join("debs")).unwrap();
+    write(&root, "keys/mine.gpg", "not really a keyring");
+    let base_text = r#"
+ref = "keel/test/x86_64/host"
+packages = ["systemd"]
+[[repos]]
+name = "debian"
+machine-sources = true
+[[repos]]
+name = "local"
+path = "debs"
+[[repos]]
+name = "published"
+url = "http://127.0.0.1:8080/mine"
+suites = ["stable"]
+keyring = "keys/mine.gpg"
+"#;
+    let plain = load(&write(&root, "plain.toml", base_text)).unwrap();
+    let names = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&plain.top_layer_repos), ["local"]);
+    assert!(!plain.canonical.contains("layer"), "{}", plain.canonical);
+
+    let moved_text = base_text
+        .replace("path = \"debs\"\n", "path = \"debs\"\nlayer = \"base\"\n")
+        .replace(
+            "suites = [\"stable\"]\n",
+            "suites = [\"stable\"]\nlayer = \"top\"\n",
+        );
+    let moved = load(&write(&root, "moved.toml", &moved_text)).unwrap();
+    assert_eq!(names(&moved.top_layer_repos), ["published"]);
+    assert!(
+        moved.canonical.contains("layer = \"top\""),
+        "{}",
+        moved.canonical
+    );
+    assert!(
+        moved.canonical.contains("layer = \"base\""),
+        "{}",
+        moved.canonical
+    );
+    assert_ne!(
+        moved.hash, plain.hash,
+        "the split changes the tree, so the hash"
+    );
+
+    // Saying the default changes nothing, not even the hash.
+    let said = base_text.replace(
+        "machine-sources = true\n",
+        "machine-sources = true\nlayer = \"base\"\n",
+    );
+    let said = load(&write(&root, "said.toml", &said)).unwrap();
+    assert_eq!(said.hash, plain.hash);
+
+    // A repo redefined by an including file is replaced whole, its layer key too.
+    write(
+        &root,
+        "inc/moved.toml",
+        &moved_text
+            .replace("\"debs\"", "\"../debs\"")
+            .replace("\"keys/", "\"../keys/"),
+    );
+    let over = write(
+        &root,
+        "over.toml",
+        "include = [\"inc/moved.toml\"]\n[[repos]]\nname = \"published\"\nurl = \"http://127.0.0.1:8080/mine\"\nsuites = [\"stable\"]\nkeyring = \"keys/mine.gpg\"\n",
+    );
+    let over = load(&over).unwrap();
+    assert!(
+        over.top_layer_repos.is_empty(),
+        "{:?}",
+        over.top_layer_repos
+    );
 }
