@@ -18,4 +18,5 @@ pub mod pipeline;
 pub mod release;
 pub mod resolve_cache;
 pub mod sandbox;
+pub mod scratch;
 pub mod treefile;
