@@ -224,20 +224,17 @@ impl LayerCache {
             .list_refs(Some(REF_PREFIX.trim_end_matches('/')), Some(cancellable))
             .map_err(self.ostree_err("listing base layers"))?;
         let mut layers = Vec::new();
-        for (name, commit) in refs {
+        for (key, commit) in refs {
             let (variant, _) = self
                 .repo
                 .load_commit(&commit)
-                .map_err(self.ostree_err(&format!("reading base layer {name}")))?;
-            layers.push((ostree::commit_get_timestamp(&variant), name));
+                .map_err(self.ostree_err(&format!("reading base layer {key}")))?;
+            layers.push((ostree::commit_get_timestamp(&variant), key));
         }
         layers.sort_by(|a, b| b.cmp(a));
-        for (_, name) in layers.iter().skip(KEEP_LAYERS) {
-            let full = if name.starts_with(REF_PREFIX) {
-                name.to_string()
-            } else {
-                format!("{REF_PREFIX}{name}")
-            };
+        // `list_refs` names them without the prefix it was given.
+        for (_, key) in layers.iter().skip(KEEP_LAYERS) {
+            let full = format!("{REF_PREFIX}{key}");
             self.repo
                 .set_ref_immediate(None, &full, None, Some(cancellable))
                 .map_err(self.ostree_err(&format!("dropping the old base layer {full}")))?;
@@ -264,5 +261,62 @@ impl LayerCache {
             action,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_with(dir: &Path, content: &str) -> PathBuf {
+        let tree = dir.join(format!("tree-{content}"));
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/layer"), content).unwrap();
+        tree
+    }
+
+    #[test]
+    fn storing_keeps_the_newest_layers_and_checkouts_share_the_objects() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let repo = dir.path().join("repo");
+        let status = std::process::Command::new("ostree")
+            .args(["init", "--mode=bare", &format!("--repo={}", repo.display())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let cache = LayerCache::open(&repo).unwrap();
+        let keys = ["k1", "k2", "k3", "k4"];
+        for key in keys {
+            assert_eq!(cache.lookup(key).unwrap(), None);
+            let tree = tree_with(dir.path(), key);
+            let commit = cache.store(key, &tree, &gio::Cancellable::new()).unwrap();
+            assert_eq!(cache.lookup(key).unwrap().as_deref(), Some(commit.as_str()));
+            assert!(
+                !tree.join("etc/layer").exists(),
+                "storing consumes the tree"
+            );
+            // Commit times have a one-second resolution: keep the order unambiguous.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        assert_eq!(
+            cache.lookup("k1").unwrap(),
+            None,
+            "the oldest layer is dropped"
+        );
+        for key in &keys[1..] {
+            assert!(cache.lookup(key).unwrap().is_some(), "{key} is kept");
+        }
+
+        let commit = cache.lookup("k4").unwrap().unwrap();
+        let dest = dir.path().join("checkout");
+        let checked_out = cache.checkout(&commit, &dest).unwrap();
+        assert_eq!(checked_out.commit, commit);
+        assert_eq!(
+            std::fs::read_to_string(dest.join("etc/layer")).unwrap(),
+            "k4"
+        );
+        use std::os::unix::fs::MetadataExt;
+        let nlink = std::fs::metadata(dest.join("etc/layer")).unwrap().nlink();
+        assert!(nlink >= 2, "the checkout hardlinks the repository's object");
     }
 }
