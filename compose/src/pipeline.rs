@@ -296,12 +296,8 @@ pub fn compose_with(
     let tree = scratch.path().join("tree");
     let cache = PackageCache::open(&options.cachedir).context("opening the package cache")?;
     let split = layers::split(&packages, &tf.top_layer_repos);
-    let base_packages: Vec<ResolvedPackage> =
-        split.base.iter().map(|&i| packages[i].clone()).collect();
-    let base_debs: Vec<PathBuf> = split.base.iter().map(|&i| debs[i].clone()).collect();
-    let top_packages: Vec<ResolvedPackage> =
-        split.top.iter().map(|&i| packages[i].clone()).collect();
-    let top_debs: Vec<PathBuf> = split.top.iter().map(|&i| debs[i].clone()).collect();
+    let (base_packages, base_debs) = (pick(&packages, &split.base), pick(&debs, &split.base));
+    let (top_packages, top_debs) = (pick(&packages, &split.top), pick(&debs, &split.top));
 
     // The base layer, reused or installed and stored, checked out at `tree` with hardlinks.
     let base = if base_packages.is_empty() {
@@ -386,9 +382,9 @@ pub fn compose_with(
 
     if let Some(overlay) = overlay {
         phases.run("merge", || {
-            let dirs = OverlayDirs::beside(&tree);
+            let upper = overlay.dirs().upper.clone();
             overlay.unmount().context("unmounting the overlay")?;
-            overlay::apply_upper(&dirs.upper, &tree)
+            overlay::apply_upper(&upper, &tree)
                 .context("folding the overlay's changes into the tree")?;
             Ok(())
         })?;
@@ -508,6 +504,11 @@ fn terminate_children() {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::Term);
         }
     }
+}
+
+/// The `items` at `indices`, in that order.
+fn pick<T: Clone>(items: &[T], indices: &[usize]) -> Vec<T> {
+    indices.iter().map(|&i| items[i].clone()).collect()
 }
 
 /// The treefile's repositories as the apt module's sources.
