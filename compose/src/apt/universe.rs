@@ -574,12 +574,12 @@ SHA256: 00
     fn parallel_parse_equals_sequential_parse() {
         let text = awkward_index(60);
         assert!(!text.ends_with('\n'), "the last paragraph has no newline");
-        let (packages, skipped) = parse_piece(&text, "http://m/", "r", "o").unwrap();
+        let (packages, skipped) = parse_piece(&text, "http://127.0.0.1/", "r", "o").unwrap();
         assert_eq!(packages.len() + skipped.len(), 60);
         assert_eq!(skipped.len(), 9);
         for pieces in [2, 3, 4, 7, 60, 100] {
             let (got, got_skipped) =
-                parse_packages_in(&text, pieces, "http://m/", "r", "o").unwrap();
+                parse_packages_in(&text, pieces, "http://127.0.0.1/", "r", "o").unwrap();
             assert_eq!(
                 format!("{got:?}"),
                 format!("{packages:?}"),
