@@ -5,5 +5,6 @@ pub mod aptrepo;
 pub mod deb;
 pub mod http;
 pub mod oci;
+pub mod ostree_cli;
 pub mod sysroot;
 pub mod vm;

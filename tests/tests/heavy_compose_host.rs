@@ -12,25 +12,12 @@ use keel_common::meta;
 use keel_compose::pipeline::{self, Options};
 use keel_compose::release::steps::ReleaseOptions;
 use keel_tests::deb::Deb;
+use keel_tests::ostree_cli::ostree;
 
 fn cache_root() -> PathBuf {
     std::env::var_os("KEEL_TEST_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/keel-tests"))
-}
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("running ostree");
-    assert!(
-        out.status.success(),
-        "ostree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Names of the entries `ostree ls` lists in `dir` (its fifth column is the path; symlinks

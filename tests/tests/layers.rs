@@ -13,11 +13,11 @@ use keel_compose::overlay::{self, Overlay, OverlayDirs};
 use keel_compose::package::{PackageSource, ResolvedPackage};
 use keel_compose::sandbox::Sandbox;
 use keel_tests::deb::Deb;
+use keel_tests::ostree_cli::ostree;
 use ostree::gio;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const REF: &str = "keel/test/x86_64/layers";
 
@@ -112,20 +112,6 @@ fn metadata(version: &str) -> CommitMetadata {
         composer_version: "test".into(),
         kernel_version: "none".into(),
     }
-}
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 struct Built {
