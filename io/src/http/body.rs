@@ -48,6 +48,7 @@ fn open_file(url: &str, path: &str, offset: u64) -> Result<Body, HttpError> {
     let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => HttpError::NotFound {
             url: url.to_string(),
+            status: None,
         },
         _ => HttpError::io(url, "opening", path)(e),
     })?;
@@ -126,7 +127,12 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 fn call_error(url: &str, proxy: Option<&str>, e: ureq::Error) -> HttpError {
     let url = url.to_string();
     let t = match e {
-        ureq::Error::Status(404 | 410, _) => return HttpError::NotFound { url },
+        ureq::Error::Status(status @ (404 | 410), _) => {
+            return HttpError::NotFound {
+                url,
+                status: Some(status),
+            }
+        }
         ureq::Error::Status(status, _) => return HttpError::Status { url, status },
         ureq::Error::Transport(t) => t,
     };

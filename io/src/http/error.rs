@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// HTTP 404 or 410, or a `file://` path that does not exist.
-    #[error("{url}: not found")]
-    NotFound { url: String },
+    /// HTTP 404 or 410 (`status`), or a `file://` path that does not exist (no status).
+    #[error("{url}: not found ({})", match .status { Some(s) => format!("HTTP {s}"), None => "no such file".into() })]
+    NotFound { url: String, status: Option<u16> },
     /// Any other status that is not a success.
     #[error("{url}: the server answered HTTP {status}")]
     Status { url: String, status: u16 },
@@ -72,7 +72,7 @@ impl HttpError {
     /// The URL the request was for.
     pub fn url(&self) -> &str {
         match self {
-            HttpError::NotFound { url }
+            HttpError::NotFound { url, .. }
             | HttpError::Status { url, .. }
             | HttpError::Timeout { url, .. }
             | HttpError::Connect { url, .. }
@@ -129,7 +129,11 @@ mod tests {
         for code in [400, 401, 403, 416] {
             assert!(!status(code).is_transient(), "{code}");
         }
-        assert!(!HttpError::NotFound { url: "u".into() }.is_transient());
+        assert!(!HttpError::NotFound {
+            url: "u".into(),
+            status: Some(404)
+        }
+        .is_transient());
         assert!(!HttpError::Cancelled { url: "u".into() }.is_transient());
         assert!(HttpError::Connect {
             url: "u".into(),
