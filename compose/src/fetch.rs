@@ -360,6 +360,105 @@ pub fn part_path(cachedir: &Path, sha256: &str) -> PathBuf {
 mod tests {
     use super::*;
     use keel_common::progress::Recorder;
+    use keel_tests::http::FileServer;
+
+    /// Serves `count` small files as packages of repository `test`.
+    fn served(count: usize) -> (tempfile::TempDir, FileServer, Vec<ResolvedPackage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = FileServer::serve(dir.path()).unwrap();
+        let packages = (0..count)
+            .map(|i| {
+                let bytes = vec![i as u8; 10_000 + i];
+                std::fs::write(dir.path().join(format!("p{i}.deb")), &bytes).unwrap();
+                ResolvedPackage {
+                    name: format!("p{i}"),
+                    version: format!("1.{i}"),
+                    arch: "all".into(),
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    size: bytes.len() as u64,
+                    source: PackageSource::Url(format!("{}/p{i}.deb", server.url())),
+                    repo: "test".into(),
+                    essential: false,
+                    priority: "optional".into(),
+                    pre_depends: vec![],
+                    depends: vec![],
+                }
+            })
+            .collect();
+        (dir, server, packages)
+    }
+
+    #[test]
+    fn progress_counts_every_byte_and_package_once() {
+        let (_dir, _server, packages) = served(3);
+        let cache = tempfile::tempdir().unwrap();
+        let client = Client::from_env().unwrap();
+        let sink = Recorder::default();
+        fetch(&client, &packages, cache.path(), 2, &sink, &Cancel::new()).unwrap();
+        let total: u64 = packages.iter().map(|p| p.size).sum();
+        let events = sink.events();
+        let last_bytes = events.iter().rev().find_map(|e| match e {
+            Event::Bytes { done, total } => Some((*done, *total)),
+            _ => None,
+        });
+        assert_eq!(last_bytes, Some((total, Some(total))));
+        assert_eq!(
+            events.last(),
+            Some(&Event::Items {
+                done: 3,
+                total: Some(3)
+            })
+        );
+    }
+
+    #[test]
+    fn a_cancelled_fetch_names_a_package_and_leaves_no_part_files() {
+        let (_dir, _server, packages) = served(2);
+        let cache = tempfile::tempdir().unwrap();
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let err = fetch(
+            &Client::from_env().unwrap(),
+            &packages,
+            cache.path(),
+            1,
+            &Recorder::default(),
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Cancelled { .. }), "{err}");
+        assert!(
+            err.to_string().contains("p0 1.0 (repository test)"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(cache.path().join("debs/sha256"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_file_missing_on_the_server_names_the_package_and_what_to_do() {
+        let (dir, _server, packages) = served(1);
+        std::fs::remove_file(dir.path().join("p0.deb")).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let err = fetch(
+            &Client::from_env().unwrap(),
+            &packages,
+            cache.path(),
+            1,
+            &Recorder::default(),
+            &Cancel::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("package p0 1.0 (repository test): http://127.0.0.1:")
+                && err.contains("/p0.deb: not found (HTTP 404); ")
+                && err.contains("compose again to refresh it"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn checksums_must_be_lowercase_hex_of_the_right_length() {

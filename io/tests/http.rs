@@ -229,6 +229,14 @@ fn file_urls_go_through_the_same_calls() {
         .get(&url, Limits::max_bytes(10), &Cancel::new())
         .unwrap_err();
     assert!(matches!(err, HttpError::TooLarge { .. }), "{err}");
+    let err = c
+        .get(
+            &format!("file://{}", dir.path().display()),
+            CAP,
+            &Cancel::new(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, HttpError::Io { .. }), "a directory: {err}");
     let missing = format!("file://{}/missing", dir.path().display());
     assert!(matches!(
         c.get(&missing, CAP, &Cancel::new()),

@@ -221,6 +221,9 @@ impl Copy<'_> {
     }
 
     fn read_error(&self, e: std::io::Error, done: u64) -> HttpError {
+        if let Some(path) = self.url.strip_prefix("file://") {
+            return HttpError::io(self.url, "reading", std::path::Path::new(path))(e);
+        }
         let url = self.url.to_string();
         if e.kind() == std::io::ErrorKind::TimedOut {
             return HttpError::Timeout {
