@@ -125,8 +125,10 @@ fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<Vec<u8>, CommandError>
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    // ENOENT also means a missing working directory; only then is the program not missing.
+    let cwd_missing = cmd.get_current_dir().is_some_and(|dir| !dir.is_dir());
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => CommandError::Missing {
+        std::io::ErrorKind::NotFound if !cwd_missing => CommandError::Missing {
             program: cmd.get_program().to_string_lossy().into_owned(),
         },
         _ => CommandError::Spawn {
@@ -271,6 +273,15 @@ mod tests {
             err.to_string(),
             "cannot start `keel-no-such-program`: it is not installed; install it through ci/deps"
         );
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_not_a_missing_program() {
+        let err = Command::new("true")
+            .current_dir("/nonexistent/keel")
+            .run()
+            .unwrap_err();
+        assert!(matches!(err, CommandError::Spawn { .. }), "{err}");
     }
 
     #[test]
