@@ -1,27 +1,32 @@
 //! Downloading the resolved `.deb` files into a cache keyed by their sha256.
 //!
-//! Layout: `CACHEDIR/debs/sha256/<hex>.deb`. A file is written to a temporary file in that
-//! directory, hashed while it streams, synced, and renamed into place only when its sha256 is
-//! the one the verified repository index promised; a mismatch leaves nothing behind. A file
-//! already in the cache is hashed again before use, so a corrupted cache entry is detected,
-//! removed and fetched again. Local `.deb` files ([`PackageSource::Path`]) enter the cache the
-//! same way. Downloads run `jobs` at a time on plain threads; a progress bar (bytes, rate,
-//! packages) is drawn on stderr when it is a terminal.
+//! Layout: `CACHEDIR/debs/sha256/<hex>.deb`. Every file comes through keel-io's HTTP client
+//! (a local `.deb`, [`PackageSource::Path`], as a `file://` URL): written to `<hex>.deb.part`,
+//! hashed while it streams, capped at the size the index lists, synced, and renamed into
+//! place only when its sha256 is the one the verified repository index promised; a mismatch
+//! or any other failure leaves nothing behind. A file already in the cache is hashed again
+//! before use, so a corrupted cache entry is detected, removed and fetched again. Downloads
+//! run `jobs` at a time on plain threads and report bytes and packages to the caller's
+//! progress sink; the caller's cancellation token stops them between reads.
+//!
+//! Every error names the package (name, version, repository) and says what to do.
 
 use crate::package::{PackageSource, ResolvedPackage};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keel_common::cancel::Cancel;
+use keel_common::progress::{Event, Progress};
+use keel_io::http::{self, Client, Download, HttpError, Limits};
 use sha2::{Digest, Sha256};
-use std::io::{IsTerminal, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Temporary files older than this in the cache were left by a compose that was killed.
+/// Part files older than this in the cache were left by a compose that was killed.
 const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Attempts per URL when the transport fails (connection refused, reset, timeout, 5xx).
-const ATTEMPTS: u32 = 3;
+/// The cap for a package whose index lists no size.
+const MAX_UNSIZED: u64 = 4 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -35,15 +40,16 @@ pub enum FetchError {
         expected: String,
         actual: String,
     },
-    #[error("package {package}: downloading {url} failed: {reason}; check the repository URL and the network, then retry")]
+    #[error("package {package}: {source}; {hint}")]
     Download {
         package: String,
-        url: String,
-        reason: String,
+        #[source]
+        source: HttpError,
+        hint: &'static str,
     },
     #[error("package {package}: its sha256 {sha256:?} is not 64 lowercase hex digits; the resolved package list is broken")]
     BadChecksum { package: String, sha256: String },
-    #[error("package {package}: {action} {}: {source}", path.display())]
+    #[error("package {package}: {action} {}: {source}; check that the cache directory is writable and has space, or remove that file", path.display())]
     Io {
         package: String,
         action: &'static str,
@@ -51,6 +57,36 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("fetching packages was cancelled (at package {package}); the packages fetched so far stay in the cache")]
+    Cancelled { package: String },
+}
+
+/// `name version (repo R)`: how errors name a package.
+fn describe(package: &ResolvedPackage) -> String {
+    format!(
+        "{} {} (repository {})",
+        package.name, package.version, package.repo
+    )
+}
+
+/// What to do about a failed download, by kind.
+fn hint(error: &HttpError) -> &'static str {
+    match error {
+        HttpError::NotFound { .. } => {
+            "the repository no longer has this file: its index in the cache is older than the \
+             mirror, so compose again to refresh it, or pin a version the mirror still has"
+        }
+        HttpError::TooLarge { .. } => {
+            "the mirror serves a bigger file than its index lists: the mirror is inconsistent \
+             or tampered with, retry later or use another mirror"
+        }
+        HttpError::Io { .. } => {
+            "check that the cache directory is writable and has space, and for a local package \
+             that its file is readable"
+        }
+        HttpError::BadUrl { .. } => "check the repository's URL in the treefile or apt sources",
+        _ => "check the repository URL, the network and any proxy (http_proxy, https_proxy), then retry",
+    }
 }
 
 /// The cache path of a `.deb` with this sha256.
@@ -62,16 +98,20 @@ pub fn cache_path(cachedir: &Path, sha256: &str) -> PathBuf {
 }
 
 /// Makes every package's `.deb` present and verified in `cachedir`, `jobs` downloads at a time,
-/// and returns their cache paths in the order of `packages`.
+/// and returns their cache paths in the order of `packages`. Reports [`Event::Bytes`] (all
+/// packages together) and [`Event::Items`] (packages done) to `progress`.
 pub fn fetch(
+    client: &Client,
     packages: &[ResolvedPackage],
     cachedir: &Path,
     jobs: usize,
+    progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<Vec<PathBuf>, FetchError> {
     for p in packages {
         if !is_sha256_hex(&p.sha256) {
             return Err(FetchError::BadChecksum {
-                package: p.name.clone(),
+                package: describe(p),
                 sha256: p.sha256.clone(),
             });
         }
@@ -79,18 +119,21 @@ pub fn fetch(
     let dir = cachedir.join("debs").join("sha256");
     if let Err(source) = std::fs::create_dir_all(&dir) {
         return Err(FetchError::Io {
-            package: packages.first().map(|p| p.name.clone()).unwrap_or_default(),
+            package: packages.first().map(describe).unwrap_or_default(),
             action: "creating the cache directory",
             path: dir,
             source,
         });
     }
-    remove_stale_temps(&dir, STALE_AFTER);
-    let progress = progress_bar(packages);
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(30))
-        .timeout_read(Duration::from_secs(60))
-        .build();
+    remove_stale_parts(&dir, STALE_AFTER);
+    let tally = Tally {
+        outer: progress,
+        bytes: AtomicU64::new(0),
+        total_bytes: packages.iter().map(|p| p.size).sum(),
+        done: AtomicU64::new(0),
+        total: packages.len() as u64,
+    };
+    tally.report_items();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<PathBuf, FetchError>>>> =
@@ -102,18 +145,16 @@ pub fn fetch(
                 if i >= packages.len() || failed.load(Ordering::SeqCst) {
                     break;
                 }
-                let result = fetch_one(&agent, &packages[i], cachedir, &progress);
+                let result = fetch_one(client, &packages[i], cachedir, &tally, cancel);
                 if result.is_err() {
                     failed.store(true, Ordering::SeqCst);
                 }
-                progress.set_message(packages[i].name.clone());
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result);
                 }
             });
         }
     });
-    progress.finish_and_clear();
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut paths = Vec::with_capacity(packages.len());
     let mut first_error = None;
@@ -131,52 +172,96 @@ pub fn fetch(
     }
 }
 
-/// Removes temporary download files (`.tmp*`) older than `age` from `dir`: best effort, as a
-/// leftover only costs disk space. Younger ones may belong to a compose running right now.
-fn remove_stale_temps(dir: &Path, age: Duration) {
+/// Removes part files (`*.part`) older than `age` from `dir`: best effort, as a leftover only
+/// costs disk space. Younger ones may belong to a compose running right now.
+fn remove_stale_parts(dir: &Path, age: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let is_temp = entry.file_name().to_string_lossy().starts_with(".tmp");
+        let is_part = entry.file_name().to_string_lossy().ends_with(".part");
         let old = entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|elapsed| elapsed > age);
-        if is_temp && old {
+        if is_part && old {
             let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-fn progress_bar(packages: &[ResolvedPackage]) -> ProgressBar {
-    let total: u64 = packages.iter().map(|p| p.size).sum();
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
-    if let Ok(style) = ProgressStyle::with_template(
-        "fetching {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {prefix} packages {wide_msg}",
-    ) {
-        bar.set_style(style);
+/// The progress of all downloads together, fed by each download's own byte counts.
+struct Tally<'a> {
+    outer: &'a dyn Progress,
+    bytes: AtomicU64,
+    total_bytes: u64,
+    done: AtomicU64,
+    total: u64,
+}
+
+impl Tally<'_> {
+    fn add_bytes(&self, delta: i64) {
+        let now = if delta >= 0 {
+            self.bytes.fetch_add(delta as u64, Ordering::SeqCst) + delta as u64
+        } else {
+            let back = delta.unsigned_abs();
+            self.bytes
+                .fetch_sub(back, Ordering::SeqCst)
+                .saturating_sub(back)
+        };
+        self.outer.bytes(now, Some(self.total_bytes));
     }
-    bar.set_prefix(format!("0/{}", packages.len()));
-    bar
+
+    fn package_done(&self) {
+        self.done.fetch_add(1, Ordering::SeqCst);
+        self.report_items();
+    }
+
+    fn report_items(&self) {
+        self.outer
+            .items(self.done.load(Ordering::SeqCst), Some(self.total));
+    }
+}
+
+/// One download's view of the [`Tally`]: turns "this file has N bytes so far" into additions
+/// to the total, and takes them back when a retry starts the file over.
+struct OneFile<'a, 'b> {
+    tally: &'a Tally<'b>,
+    counted: AtomicU64,
+}
+
+impl Progress for OneFile<'_, '_> {
+    fn report(&self, event: Event) {
+        match event {
+            Event::Bytes { done, .. } => {
+                let before = self.counted.swap(done, Ordering::SeqCst);
+                self.tally.add_bytes(done as i64 - before as i64);
+            }
+            other => self.tally.outer.report(other),
+        }
+    }
+}
+
+impl OneFile<'_, '_> {
+    /// Takes back what a failed download had counted.
+    fn forget(&self) {
+        let counted = self.counted.swap(0, Ordering::SeqCst);
+        self.tally.add_bytes(-(counted as i64));
+    }
 }
 
 fn fetch_one(
-    agent: &ureq::Agent,
+    client: &Client,
     package: &ResolvedPackage,
     cachedir: &Path,
-    progress: &ProgressBar,
+    tally: &Tally,
+    cancel: &Cancel,
 ) -> Result<PathBuf, FetchError> {
     let dest = cache_path(cachedir, &package.sha256);
     let io = |action, path: &Path| {
-        let package = package.name.clone();
+        let package = describe(package);
         let path = path.to_path_buf();
         move |source| FetchError::Io {
             package,
@@ -189,135 +274,68 @@ fn fetch_one(
         let file = std::fs::File::open(&dest).map_err(io("opening the cached", &dest))?;
         let actual = hash_reader(file).map_err(io("reading the cached", &dest))?;
         if actual == package.sha256 {
-            progress.inc(package.size);
-            bump_count(progress);
+            tally.add_bytes(package.size as i64);
+            tally.package_done();
             return Ok(dest);
         }
-        progress.suspend(|| {
-            eprintln!(
-                "keel: cached {} has sha256 {actual}, expected {}; fetching {} again",
-                dest.display(),
-                package.sha256,
-                package.name
-            )
-        });
+        tally.outer.warning(&format!(
+            "package {}: the cached {} has sha256 {actual}, expected {}; fetching it again",
+            describe(package),
+            dest.display(),
+            package.sha256,
+        ));
         std::fs::remove_file(&dest).map_err(io("removing the corrupt cached", &dest))?;
     }
-    let dir = dest.parent().unwrap_or(cachedir);
-    let (temp, actual, url) = match &package.source {
+    let url = match &package.source {
+        PackageSource::Url(url) => url.clone(),
         PackageSource::Path(path) => {
-            let file = std::fs::File::open(path).map_err(io("opening", path))?;
-            let temp =
-                tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
-            let (temp, actual) =
-                copy_hashing(file, temp, progress).map_err(io("copying into the cache", path))?;
-            (temp, actual, path.display().to_string())
-        }
-        PackageSource::Url(url) => {
-            let mut attempt = 1;
-            loop {
-                match download(agent, package, url, dir, progress) {
-                    Ok((temp, actual)) => break (temp, actual, url.clone()),
-                    Err(Retry::Later(reason)) if attempt < ATTEMPTS => {
-                        progress.suspend(|| {
-                            eprintln!("keel: {url}: {reason}; retrying ({attempt}/{ATTEMPTS})")
-                        });
-                        std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
-                        attempt += 1;
-                    }
-                    Err(Retry::Later(reason)) | Err(Retry::Never(reason)) => {
-                        return Err(FetchError::Download {
-                            package: package.name.clone(),
-                            url: url.clone(),
-                            reason,
-                        })
-                    }
-                    Err(Retry::Io(e)) => return Err(e),
-                }
-            }
+            let path = std::path::absolute(path).map_err(io("finding", path))?;
+            format!("file://{}", path.display())
         }
     };
-    if actual != package.sha256 {
-        // Dropping `temp` deletes the partial file.
-        return Err(FetchError::Checksum {
-            package: package.name.clone(),
-            url,
-            expected: package.sha256.clone(),
-            actual,
-        });
-    }
-    temp.as_file()
-        .sync_all()
-        .map_err(io("syncing", temp.path()))?;
-    temp.persist(&dest)
-        .map_err(|e| e.error)
-        .map_err(io("renaming into", &dest))?;
-    bump_count(progress);
-    Ok(dest)
-}
-
-enum Retry {
-    Later(String),
-    Never(String),
-    Io(FetchError),
-}
-
-fn download(
-    agent: &ureq::Agent,
-    package: &ResolvedPackage,
-    url: &str,
-    dir: &Path,
-    progress: &ProgressBar,
-) -> Result<(tempfile::NamedTempFile, String), Retry> {
-    let response = match agent.get(url).call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, _)) if code >= 500 => {
-            return Err(Retry::Later(format!("HTTP status {code}")))
-        }
-        Err(ureq::Error::Status(code, _)) => {
-            return Err(Retry::Never(format!("HTTP status {code}")))
-        }
-        Err(ureq::Error::Transport(t)) => return Err(Retry::Later(t.to_string())),
+    let cap = if package.size > 0 {
+        package.size
+    } else {
+        MAX_UNSIZED
     };
-    let temp = tempfile::NamedTempFile::new_in(dir).map_err(|source| {
-        Retry::Io(FetchError::Io {
-            package: package.name.clone(),
-            action: "creating a file in",
-            path: dir.to_path_buf(),
-            source,
-        })
-    })?;
-    let counted = progress.position();
-    match copy_hashing(response.into_reader(), temp, progress) {
-        Ok(done) => Ok(done),
+    let how = Download::new(Limits::max_bytes(cap)).sha256(&package.sha256);
+    let progress = OneFile {
+        tally,
+        counted: AtomicU64::new(0),
+    };
+    match client.download(&url, &dest, &how, &progress, cancel) {
+        Ok(_) => {
+            tally.package_done();
+            Ok(dest)
+        }
         Err(e) => {
-            // Forget the bytes of the failed attempt so the bar stays honest.
-            progress.set_position(counted);
-            Err(Retry::Later(format!("reading the body: {e}")))
+            progress.forget();
+            Err(download_error(package, e))
         }
     }
 }
 
-/// Copies `reader` into `temp`, hashing and counting on the way.
-fn copy_hashing(
-    mut reader: impl Read,
-    mut temp: tempfile::NamedTempFile,
-    progress: &ProgressBar,
-) -> std::io::Result<(tempfile::NamedTempFile, String)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        temp.write_all(&buf[..n])?;
-        progress.inc(n as u64);
+fn download_error(package: &ResolvedPackage, error: HttpError) -> FetchError {
+    match error {
+        HttpError::Checksum {
+            url,
+            expected,
+            actual,
+        } => FetchError::Checksum {
+            package: describe(package),
+            url,
+            expected,
+            actual,
+        },
+        HttpError::Cancelled { .. } => FetchError::Cancelled {
+            package: describe(package),
+        },
+        source => FetchError::Download {
+            package: describe(package),
+            hint: hint(&source),
+            source,
+        },
     }
-    Ok((temp, hex::encode(hasher.finalize())))
 }
 
 /// The lowercase hex sha256 of everything `reader` yields.
@@ -327,25 +345,120 @@ pub fn hash_reader(mut reader: impl Read) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-fn bump_count(progress: &ProgressBar) {
-    let done = progress
-        .prefix()
-        .split_once('/')
-        .and_then(|(d, t)| Some((d.parse::<usize>().ok()? + 1, t.to_string())));
-    if let Some((done, total)) = done {
-        progress.set_prefix(format!("{done}/{total}"));
-    }
-}
-
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Where a package's download is written until it is complete and verified.
+pub fn part_path(cachedir: &Path, sha256: &str) -> PathBuf {
+    http::part_path(&cache_path(cachedir, sha256))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_common::progress::Recorder;
+    use keel_tests::http::FileServer;
+
+    /// Serves `count` small files as packages of repository `test`.
+    fn served(count: usize) -> (tempfile::TempDir, FileServer, Vec<ResolvedPackage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = FileServer::serve(dir.path()).unwrap();
+        let packages = (0..count)
+            .map(|i| {
+                let bytes = vec![i as u8; 10_000 + i];
+                std::fs::write(dir.path().join(format!("p{i}.deb")), &bytes).unwrap();
+                ResolvedPackage {
+                    name: format!("p{i}"),
+                    version: format!("1.{i}"),
+                    arch: "all".into(),
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                    size: bytes.len() as u64,
+                    source: PackageSource::Url(format!("{}/p{i}.deb", server.url())),
+                    repo: "test".into(),
+                    essential: false,
+                    priority: "optional".into(),
+                    pre_depends: vec![],
+                    depends: vec![],
+                }
+            })
+            .collect();
+        (dir, server, packages)
+    }
+
+    #[test]
+    fn progress_counts_every_byte_and_package_once() {
+        let (_dir, _server, packages) = served(3);
+        let cache = tempfile::tempdir().unwrap();
+        let client = Client::from_env().unwrap();
+        let sink = Recorder::default();
+        fetch(&client, &packages, cache.path(), 2, &sink, &Cancel::new()).unwrap();
+        let total: u64 = packages.iter().map(|p| p.size).sum();
+        let events = sink.events();
+        let last_bytes = events.iter().rev().find_map(|e| match e {
+            Event::Bytes { done, total } => Some((*done, *total)),
+            _ => None,
+        });
+        assert_eq!(last_bytes, Some((total, Some(total))));
+        assert_eq!(
+            events.last(),
+            Some(&Event::Items {
+                done: 3,
+                total: Some(3)
+            })
+        );
+    }
+
+    #[test]
+    fn a_cancelled_fetch_names_a_package_and_leaves_no_part_files() {
+        let (_dir, _server, packages) = served(2);
+        let cache = tempfile::tempdir().unwrap();
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let err = fetch(
+            &Client::from_env().unwrap(),
+            &packages,
+            cache.path(),
+            1,
+            &Recorder::default(),
+            &cancel,
+        )
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Cancelled { .. }), "{err}");
+        assert!(
+            err.to_string().contains("p0 1.0 (repository test)"),
+            "{err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(cache.path().join("debs/sha256"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_file_missing_on_the_server_names_the_package_and_what_to_do() {
+        let (dir, _server, packages) = served(1);
+        std::fs::remove_file(dir.path().join("p0.deb")).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let err = fetch(
+            &Client::from_env().unwrap(),
+            &packages,
+            cache.path(),
+            1,
+            &Recorder::default(),
+            &Cancel::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("package p0 1.0 (repository test): http://127.0.0.1:")
+                && err.contains("/p0.deb: not found (HTTP 404); ")
+                && err.contains("compose again to refresh it"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn checksums_must_be_lowercase_hex_of_the_right_length() {
@@ -361,6 +474,10 @@ mod tests {
             cache_path(Path::new("/c"), "ff"),
             PathBuf::from("/c/debs/sha256/ff.deb")
         );
+        assert_eq!(
+            part_path(Path::new("/c"), "ff"),
+            PathBuf::from("/c/debs/sha256/ff.deb.part")
+        );
     }
 
     #[test]
@@ -372,10 +489,10 @@ mod tests {
     }
 
     #[test]
-    fn only_old_temporary_files_are_removed() {
+    fn only_old_part_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join(".tmpOLD");
-        let young = dir.path().join(".tmpNEW");
+        let old = dir.path().join("aa.deb.part");
+        let young = dir.path().join("bb.deb.part");
         let kept = dir.path().join("aa.deb");
         for path in [&old, &young, &kept] {
             std::fs::write(path, "x").unwrap();
@@ -389,17 +506,80 @@ mod tests {
                 .set_modified(past)
                 .unwrap();
         }
-        remove_stale_temps(dir.path(), STALE_AFTER);
+        remove_stale_parts(dir.path(), STALE_AFTER);
         assert!(!old.exists());
         assert!(young.exists() && kept.exists());
     }
 
     #[test]
-    fn package_counter_counts_up() {
-        let bar = ProgressBar::hidden();
-        bar.set_prefix("0/3");
-        bump_count(&bar);
-        bump_count(&bar);
-        assert_eq!(bar.prefix(), "2/3");
+    fn the_tally_adds_up_files_and_takes_back_a_failed_attempt() {
+        let sink = Recorder::default();
+        let tally = Tally {
+            outer: &sink,
+            bytes: AtomicU64::new(0),
+            total_bytes: 300,
+            done: AtomicU64::new(0),
+            total: 2,
+        };
+        let a = OneFile {
+            tally: &tally,
+            counted: AtomicU64::new(0),
+        };
+        let b = OneFile {
+            tally: &tally,
+            counted: AtomicU64::new(0),
+        };
+        a.bytes(100, Some(100));
+        b.bytes(50, Some(200));
+        // b's first attempt broke off and its retry starts over.
+        b.bytes(0, Some(200));
+        b.bytes(200, Some(200));
+        tally.package_done();
+        assert_eq!(
+            sink.events().iter().rev().nth(1),
+            Some(&Event::Bytes {
+                done: 300,
+                total: Some(300)
+            })
+        );
+        b.forget();
+        assert_eq!(tally.bytes.load(Ordering::SeqCst), 100);
+        assert_eq!(
+            sink.events().iter().rev().nth(1),
+            Some(&Event::Items {
+                done: 1,
+                total: Some(2)
+            })
+        );
+    }
+
+    #[test]
+    fn errors_name_the_package_its_version_and_repository() {
+        let package = ResolvedPackage {
+            name: "hello".into(),
+            version: "2.10-3".into(),
+            arch: "amd64".into(),
+            sha256: "ab".repeat(32),
+            size: 1,
+            source: PackageSource::Url("http://127.0.0.1:9/hello.deb".into()),
+            repo: "debian".into(),
+            essential: false,
+            priority: "optional".into(),
+            pre_depends: vec![],
+            depends: vec![],
+        };
+        let e = download_error(
+            &package,
+            HttpError::NotFound {
+                url: "http://127.0.0.1:9/hello.deb".into(),
+                status: Some(404),
+            },
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("package hello 2.10-3 (repository debian): http://127.0.0.1:9/hello.deb: not found (HTTP 404); "),
+            "{text}"
+        );
+        assert!(text.contains("compose again"), "{text}");
     }
 }

@@ -19,4 +19,5 @@ pub mod release;
 pub mod resolve_cache;
 pub mod sandbox;
 pub mod scratch;
+pub mod terminal_progress;
 pub mod treefile;

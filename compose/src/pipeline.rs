@@ -288,7 +288,23 @@ pub fn compose_with(
     let version = choose_version(&repo, &tf, release_options.version.as_deref())?;
 
     let debs = phases.run("fetch", || {
-        fetch::fetch(&packages, &options.cachedir, FETCH_JOBS).context("fetching packages")
+        let client = keel_io::http::Client::from_env().context("setting up downloads")?;
+        let bar = crate::terminal_progress::TerminalProgress::new("fetching");
+        let cancel = keel_common::cancel::Cancel::new();
+        let token = cancel.clone();
+        gio::prelude::CancellableExtManual::connect_cancelled(
+            &interrupt.cancellable(),
+            move |_| token.cancel(),
+        );
+        fetch::fetch(
+            &client,
+            &packages,
+            &options.cachedir,
+            FETCH_JOBS,
+            &bar,
+            &cancel,
+        )
+        .context("fetching packages")
     })?;
 
     // Removed when dropped, whichever way this function returns.

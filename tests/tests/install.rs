@@ -4,7 +4,9 @@
 //! host's `/usr` read-only (dpkg, a shell, coreutils), so the test packages ship their files
 //! outside `/usr` (`/opt`, `/etc`, `/var`).
 
-use keel_compose::fetch::{cache_path, fetch, FetchError};
+use keel_common::cancel::Cancel;
+use keel_common::progress::Discard;
+use keel_compose::fetch::{cache_path, FetchError};
 use keel_compose::install::{install_with, InstallError, PackageCache};
 use keel_compose::package::{PackageSource, ResolvedPackage};
 use keel_compose::sandbox::Sandbox;
@@ -46,6 +48,16 @@ fn resolved(deb: &Deb, dir: &Path, base_url: Option<&str>) -> ResolvedPackage {
         pre_depends: field("Pre-Depends"),
         depends: field("Depends"),
     }
+}
+
+/// Fetches with a client from the environment, no progress sink and no cancellation.
+fn fetch(
+    packages: &[ResolvedPackage],
+    cachedir: &Path,
+    jobs: usize,
+) -> Result<Vec<PathBuf>, FetchError> {
+    let client = keel_io::http::Client::from_env().unwrap();
+    keel_compose::fetch::fetch(&client, packages, cachedir, jobs, &Discard, &Cancel::new())
 }
 
 fn sandbox(root: &Path) -> Sandbox {

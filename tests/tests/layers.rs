@@ -7,7 +7,6 @@
 //! Like `install.rs`, the trees borrow the host's `/usr` ([`Sandbox::with_host_usr`]).
 
 use keel_compose::commit::{self, CommitMetadata, LinkedTree};
-use keel_compose::fetch::fetch;
 use keel_compose::install::{base, install_over, layer_cache, layers, PackageCache};
 use keel_compose::overlay::{self, Overlay, OverlayDirs};
 use keel_compose::package::{PackageSource, ResolvedPackage};
@@ -128,7 +127,16 @@ fn build(
     repo: &ostree::Repo,
     version: &str,
 ) -> Built {
-    let debs = fetch(packages, cachedir, 2).unwrap();
+    let client = keel_io::http::Client::from_env().unwrap();
+    let debs = keel_compose::fetch::fetch(
+        &client,
+        packages,
+        cachedir,
+        2,
+        &keel_common::progress::Discard,
+        &keel_common::cancel::Cancel::new(),
+    )
+    .unwrap();
     let split = layers::split(packages, &BTreeSet::from(["overlay".to_string()]));
     let pick = |indices: &[usize]| -> (Vec<ResolvedPackage>, Vec<PathBuf>) {
         (

@@ -2,9 +2,10 @@
 //! Release file, checked against its size and sha256, cached by URL and hash, decompressed.
 //! The decompressed text is cached too, under the hash the Release lists for it.
 
-use super::download::{self, DownloadError};
+use super::download;
 use super::release::{FileEntry, Release};
 use super::AptError;
+use keel_io::http::HttpError;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ pub fn packages_text(
         };
         let url = format!("{dists_url}/{rel}");
         let bytes = match fetch_verified(&url, entry, cachedir) {
-            Err(AptError::Download(DownloadError::NotFound { .. })) => continue,
+            Err(AptError::Download(HttpError::NotFound { .. })) => continue,
             other => other?,
         };
         let text = decompress(&bytes, ext).map_err(|detail| AptError::Parse {

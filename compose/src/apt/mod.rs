@@ -5,7 +5,6 @@
 //! sources (RepoSpec, LocalRepo) -> universe::load -> Universe -> depsolve::resolve -> [ResolvedPackage]
 //! ```
 
-pub mod cmd;
 pub mod control;
 pub mod depsolve;
 pub mod download;
@@ -31,7 +30,7 @@ pub enum AptError {
     #[error(transparent)]
     Sources(#[from] sources::SourcesError),
     #[error("downloading {0}")]
-    Download(#[from] download::DownloadError),
+    Download(#[from] keel_io::http::HttpError),
     #[error(
         "InRelease of {url} suite {suite} is not validly signed by a key in {}: {detail}; \
          check the repository's Signed-By keyring",

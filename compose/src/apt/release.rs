@@ -2,8 +2,8 @@
 //! with `gpgv` against the repository's keyring before anything in it is believed; its
 //! `SHA256:` section then vouches for every index file of the suite.
 
-use super::cmd;
 use super::control;
+use keel_io::command::CommandExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
@@ -97,15 +97,14 @@ pub fn verify(inrelease: &[u8], keyring: &Path) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("reading keyring {}: {e}", keyring.display()))?;
     let keyring_path = if keyring_bytes.starts_with(b"-----BEGIN") {
         let out = work.path().join("keyring.gpg");
-        cmd::run(
-            Command::new("gpg")
-                .arg("--homedir")
-                .arg(work.path())
-                .args(["--batch", "--yes", "--dearmor", "--output"])
-                .arg(&out)
-                .arg(keyring),
-        )
-        .map_err(|e| format!("dearmoring {}: {e}", keyring.display()))?;
+        Command::new("gpg")
+            .arg("--homedir")
+            .arg(work.path())
+            .args(["--batch", "--yes", "--dearmor", "--output"])
+            .arg(&out)
+            .arg(keyring)
+            .run()
+            .map_err(|e| format!("dearmoring {}: {e}", keyring.display()))?;
         out
     } else {
         std::path::absolute(keyring).map_err(|e| format!("keyring {}: {e}", keyring.display()))?
@@ -113,17 +112,16 @@ pub fn verify(inrelease: &[u8], keyring: &Path) -> Result<Vec<u8>, String> {
     let signed = work.path().join("InRelease");
     std::fs::write(&signed, inrelease).map_err(|e| format!("writing a temp file: {e}"))?;
     let content = work.path().join("Release");
-    cmd::run(
-        Command::new("gpgv")
-            .arg("--homedir")
-            .arg(work.path())
-            .arg("--keyring")
-            .arg(&keyring_path)
-            .arg("--output")
-            .arg(&content)
-            .arg(&signed),
-    )
-    .map_err(|e| e.to_string())?;
+    Command::new("gpgv")
+        .arg("--homedir")
+        .arg(work.path())
+        .arg("--keyring")
+        .arg(&keyring_path)
+        .arg("--output")
+        .arg(&content)
+        .arg(&signed)
+        .run()
+        .map_err(|e| e.to_string())?;
     std::fs::read(&content).map_err(|e| format!("reading gpgv's output: {e}"))
 }
 

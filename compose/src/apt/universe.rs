@@ -6,8 +6,9 @@ use super::relation::{self, Group, Relation};
 use super::release::FileEntry;
 use super::sources::{LocalRepo, RepoSpec};
 use super::version::Version;
-use super::{cmd, download, index, progress, release, AptError};
+use super::{download, index, progress, release, AptError};
 use crate::package::PackageSource;
+use keel_io::command::CommandExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -446,7 +447,10 @@ pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
             path: file.clone(),
             detail,
         };
-        let control = cmd::run(std::process::Command::new("dpkg-deb").arg("-f").arg(&file))
+        let control = std::process::Command::new("dpkg-deb")
+            .arg("-f")
+            .arg(&file)
+            .run()
             .map_err(|e| local_err(e.to_string()))?;
         let bytes = std::fs::read(&file).map_err(|source| AptError::Io {
             path: file.clone(),
