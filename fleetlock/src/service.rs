@@ -1,0 +1,238 @@
+//! One FleetLock request, from method, path, header and body to status and JSON answer. No
+//! HTTP library here ([`crate::http`] is the edge), so the protocol's answers are unit-tested
+//! as plain values.
+//!
+//! | request | status | kind |
+//! |---|---|---|
+//! | taken, already held, released, not held | 200 | (empty body) |
+//! | header missing or not `true`; body not the protocol's JSON; bad id or group | 400 | `invalid_client_identity` |
+//! | group not configured | 400 | `unknown_group` |
+//! | every slot held | 409 | `failed_lock_semaphore_full` |
+//! | body over [`MAX_BODY`] | 413 | `body_too_large` |
+//! | etcd down, contended, or holding garbage | 503 | `failed_lock` |
+//! | not `POST` / another path | 405 / 404 | `method_not_allowed` / `not_found` |
+
+use crate::config::{ConfigSource, Reload};
+use crate::lock::{LockError, Locker};
+use crate::metrics::{Gauges, Metrics};
+use crate::semaphore::Acquire;
+use crate::store::Store;
+use keel_common::fleetlock::{
+    Endpoint, ErrorBody, ErrorKind, LockRequest, PROTOCOL_HEADER, PROTOCOL_HEADER_VALUE,
+};
+use keel_common::progress::Progress;
+use std::sync::Arc;
+
+/// The largest request body read; Zincati's is about 100 bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// A request as the HTTP edge read it.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// Without the query string.
+    pub path: &'a str,
+    /// The value of the `fleet-lock-protocol` header, if sent.
+    pub protocol_header: Option<&'a str>,
+    /// The body, or `None` when it was longer than [`MAX_BODY`].
+    pub body: Option<&'a [u8]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Empty on success, an [`ErrorBody`] as JSON otherwise.
+    pub body: String,
+}
+
+impl Reply {
+    fn ok() -> Reply {
+        Reply {
+            status: 200,
+            body: String::new(),
+        }
+    }
+
+    fn error(kind: ErrorKind, value: String) -> Reply {
+        let status = kind.status();
+        let body = serde_json::to_string(&ErrorBody { kind, value }).unwrap_or_default();
+        Reply { status, body }
+    }
+
+    /// The error kind, when this is an error reply.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        serde_json::from_str::<ErrorBody>(&self.body)
+            .ok()
+            .map(|b| b.kind)
+    }
+}
+
+/// Seconds since the epoch, as the server's holders are stamped.
+pub type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Box::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+pub struct Service<S> {
+    pub locker: Locker<S>,
+    pub config: ConfigSource,
+    pub metrics: Metrics,
+    pub progress: Arc<dyn Progress>,
+    pub clock: Clock,
+}
+
+impl<S: Store> Service<S> {
+    pub fn handle(&self, request: &Incoming) -> Reply {
+        let Some(endpoint) = Endpoint::from_path(request.path) else {
+            self.metrics.request("other");
+            let reply = Reply::error(
+                ErrorKind::NotFound,
+                format!(
+                    "no such path {:?}; FleetLock serves POST /v1/pre-reboot and /v1/steady-state",
+                    request.path
+                ),
+            );
+            self.metrics.error("other", ErrorKind::NotFound.as_str());
+            return reply;
+        };
+        self.metrics.request(endpoint.name());
+        let reply = self.handle_endpoint(endpoint, request);
+        if let Some(kind) = reply.kind() {
+            self.metrics.error(endpoint.name(), kind.as_str());
+        }
+        reply
+    }
+
+    fn handle_endpoint(&self, endpoint: Endpoint, request: &Incoming) -> Reply {
+        if request.method != "POST" {
+            return Reply::error(
+                ErrorKind::MethodNotAllowed,
+                format!("{} takes POST, not {}", endpoint.path(), request.method),
+            );
+        }
+        if request.protocol_header.map(str::trim) != Some(PROTOCOL_HEADER_VALUE) {
+            return Reply::error(
+                ErrorKind::InvalidClientIdentity,
+                format!("missing or wrong '{PROTOCOL_HEADER}' header: send '{PROTOCOL_HEADER}: {PROTOCOL_HEADER_VALUE}'"),
+            );
+        }
+        let Some(body) = request.body else {
+            return Reply::error(
+                ErrorKind::BodyTooLarge,
+                format!("request body is over {MAX_BODY} bytes; a FleetLock body is one small JSON object"),
+            );
+        };
+        let params = match serde_json::from_slice::<LockRequest>(body) {
+            Ok(request) => request.client_params,
+            Err(err) => return Reply::error(
+                ErrorKind::InvalidClientIdentity,
+                format!(
+                    "body is not {{\"client_params\":{{\"id\":\"...\",\"group\":\"...\"}}}}: {err}"
+                ),
+            ),
+        };
+        if let Err(err) = params.validate() {
+            return Reply::error(ErrorKind::InvalidClientIdentity, err.to_string());
+        }
+        let config = self.current_config();
+        let Some(policy) = config.group(&params.group) else {
+            let known: Vec<&str> = config.groups.keys().map(String::as_str).collect();
+            return Reply::error(
+                ErrorKind::UnknownGroup,
+                format!(
+                    "unknown group {:?}; this server has {}",
+                    params.group,
+                    known.join(", ")
+                ),
+            );
+        };
+        let (id, group) = (params.id.as_str(), params.group.as_str());
+        let now = (self.clock)();
+        match endpoint {
+            Endpoint::PreReboot => {
+                match self.locker.apply(group, |s| s.acquire(id, &policy, now)) {
+                    Ok(applied) => {
+                        self.note_applied(group, &applied.expired, applied.conflicts);
+                        match applied.outcome {
+                            Acquire::Taken | Acquire::AlreadyHeld => Reply::ok(),
+                            Acquire::Full { slots, holders } => Reply::error(
+                                ErrorKind::SemaphoreFull,
+                                format!(
+                                    "all {slots} reboot slot(s) of group {group:?} are held (by {}); \
+                                     try again after one reports steady state",
+                                    holders.join(", ")
+                                ),
+                            ),
+                        }
+                    }
+                    Err(err) => self.store_failure(endpoint, group, &err),
+                }
+            }
+            Endpoint::SteadyState => match self.locker.apply(group, |s| s.release(id)) {
+                Ok(applied) => {
+                    self.note_applied(group, &applied.expired, applied.conflicts);
+                    Reply::ok()
+                }
+                Err(err) => self.store_failure(endpoint, group, &err),
+            },
+        }
+    }
+
+    fn current_config(&self) -> Arc<crate::config::Config> {
+        let (config, reload) = self.config.current();
+        match reload {
+            Reload::Unchanged => {}
+            Reload::Reloaded => self.progress.message("config changed; reloaded"),
+            Reload::Failed(err) => {
+                self.metrics.config_reload_error();
+                self.progress
+                    .warning(&format!("{err}; keeping the last good config"));
+            }
+        }
+        config
+    }
+
+    fn note_applied(&self, group: &str, expired: &[crate::semaphore::Holder], conflicts: u32) {
+        self.metrics.conflicts(conflicts);
+        if !expired.is_empty() {
+            self.metrics.expired(group, expired.len());
+            for holder in expired {
+                self.progress.message(&format!(
+                    "group {group}: dropped {} (held its slot since {} without reporting steady state)",
+                    holder.id, holder.since
+                ));
+            }
+        }
+    }
+
+    fn store_failure(&self, endpoint: Endpoint, group: &str, err: &LockError) -> Reply {
+        let value = format!("{} in group {group:?} failed: {err}", endpoint.name());
+        self.progress.warning(&value);
+        Reply::error(ErrorKind::FailedLock, value)
+    }
+
+    /// The metrics page: counters, slots from config, holders read from etcd now.
+    pub fn metrics_text(&self) -> String {
+        let config = self.current_config();
+        let mut gauges = Gauges {
+            groups: Vec::new(),
+            etcd_up: true,
+        };
+        for (group, policy) in &config.groups {
+            let holders = match self.locker.state(group) {
+                Ok(state) => Some(state.holders.len()),
+                Err(_) => {
+                    gauges.etcd_up = false;
+                    None
+                }
+            };
+            gauges.groups.push((group.clone(), policy.slots, holders));
+        }
+        self.metrics.render(&gauges)
+    }
+}
