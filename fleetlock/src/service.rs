@@ -129,12 +129,14 @@ impl<S: Store> Service<S> {
         };
         let params = match serde_json::from_slice::<LockRequest>(body) {
             Ok(request) => request.client_params,
-            Err(err) => return Reply::error(
-                ErrorKind::InvalidClientIdentity,
-                format!(
+            Err(err) => {
+                return Reply::error(
+                    ErrorKind::InvalidClientIdentity,
+                    format!(
                     "body is not {{\"client_params\":{{\"id\":\"...\",\"group\":\"...\"}}}}: {err}"
                 ),
-            ),
+                )
+            }
         };
         if let Err(err) = params.validate() {
             return Reply::error(ErrorKind::InvalidClientIdentity, err.to_string());
