@@ -238,3 +238,121 @@ impl<S: Store> Service<S> {
         self.metrics.render(&gauges)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use keel_common::progress::Recorder;
+
+    fn service() -> (Service<MemoryStore>, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let service = Service {
+            locker: Locker::new(MemoryStore::default()),
+            config: ConfigSource::open(None).expect("default config"),
+            metrics: Metrics::default(),
+            progress: recorder.clone(),
+            clock: Box::new(|| 1000),
+        };
+        (service, recorder)
+    }
+
+    fn post<'a>(path: &'a str, header: Option<&'a str>, body: Option<&'a [u8]>) -> Incoming<'a> {
+        Incoming {
+            method: "POST",
+            path,
+            protocol_header: header,
+            body,
+        }
+    }
+
+    fn body(id: &str, group: &str) -> Vec<u8> {
+        format!(r#"{{"client_params":{{"id":"{id}","group":"{group}"}}}}"#).into_bytes()
+    }
+
+    #[test]
+    fn answers_follow_the_protocol_table() {
+        let (service, _) = service();
+        let a = body("a", "default");
+        let b = body("b", "default");
+        let stranger = body("a", "nope");
+        let cases: Vec<(Incoming, u16, Option<&str>)> = vec![
+            (
+                post("/v1/pre-reboot", None, Some(&a)),
+                400,
+                Some("invalid_client_identity"),
+            ),
+            (
+                post("/v1/pre-reboot", Some("yes"), Some(&a)),
+                400,
+                Some("invalid_client_identity"),
+            ),
+            (
+                post("/v1/pre-reboot", Some("true"), None),
+                413,
+                Some("body_too_large"),
+            ),
+            (
+                post("/v1/pre-reboot", Some("true"), Some(b"{")),
+                400,
+                Some("invalid_client_identity"),
+            ),
+            (
+                post("/v1/pre-reboot", Some("true"), Some(&stranger)),
+                400,
+                Some("unknown_group"),
+            ),
+            (post("/v1/pre-reboot", Some("true"), Some(&a)), 200, None),
+            (post("/v1/pre-reboot", Some("true"), Some(&a)), 200, None),
+            (
+                post("/v1/pre-reboot", Some("true"), Some(&b)),
+                409,
+                Some("failed_lock_semaphore_full"),
+            ),
+            (post("/v1/steady-state", Some("true"), Some(&b)), 200, None),
+            (post("/v1/steady-state", Some("true"), Some(&a)), 200, None),
+            (post("/v1/pre-reboot", Some("true"), Some(&b)), 200, None),
+            (
+                post("/v2/pre-reboot", Some("true"), Some(&b)),
+                404,
+                Some("not_found"),
+            ),
+        ];
+        for (i, (request, status, kind)) in cases.iter().enumerate() {
+            let reply = service.handle(request);
+            assert_eq!(reply.status, *status, "case {i}: {reply:?}");
+            assert_eq!(
+                reply.kind().as_ref().map(ErrorKind::as_str),
+                *kind,
+                "case {i}"
+            );
+        }
+        let get = Incoming {
+            method: "GET",
+            ..post("/v1/steady-state", Some("true"), Some(&a))
+        };
+        assert_eq!(
+            service.handle(&get).kind(),
+            Some(ErrorKind::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_store_outage_is_a_503_failed_lock_that_says_what_to_do() {
+        let (service, recorder) = service();
+        service.locker.store().set_down(true);
+        let a = body("a", "default");
+        let reply = service.handle(&post("/v1/steady-state", Some("true"), Some(&a)));
+        assert_eq!(
+            (reply.status, reply.kind()),
+            (503, Some(ErrorKind::FailedLock))
+        );
+        assert!(reply.body.contains("etcd is unreachable"), "{}", reply.body);
+        assert_eq!(recorder.lines().len(), 1, "the server logs it");
+        let text = service.metrics_text();
+        assert!(text.contains("keel_fleetlock_etcd_up 0"), "{text}");
+        assert!(text.contains(
+            "keel_fleetlock_errors_total{endpoint=\"steady-state\",kind=\"failed_lock\"} 1"
+        ));
+    }
+}
