@@ -167,7 +167,7 @@ impl<S: Store> Service<S> {
                                 format!(
                                     "all {slots} reboot slot(s) of group {group:?} are held (by {}); \
                                      try again after one reports steady state",
-                                    holders.join(", ")
+                                    name_some(&holders)
                                 ),
                             ),
                         }
@@ -237,6 +237,21 @@ impl<S: Store> Service<S> {
         }
         self.metrics.render(&gauges)
     }
+}
+
+/// The first few holders, for a refusal's message (a group may have hundreds).
+fn name_some(holders: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = holders
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if holders.len() > SHOWN {
+        text.push_str(&format!(" and {} more", holders.len() - SHOWN));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -335,6 +350,13 @@ mod tests {
             service.handle(&get).kind(),
             Some(ErrorKind::MethodNotAllowed)
         );
+    }
+
+    #[test]
+    fn a_refusal_names_at_most_five_holders() {
+        let ids: Vec<String> = (0..7).map(|i| format!("n{i}")).collect();
+        assert_eq!(name_some(&ids[..2]), "n0, n1");
+        assert_eq!(name_some(&ids), "n0, n1, n2, n3, n4 and 2 more");
     }
 
     #[test]
