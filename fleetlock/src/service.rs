@@ -79,6 +79,9 @@ pub fn system_clock() -> Clock {
 }
 
 pub struct Service<S> {
+    /// The path prefix of the base URL hosts are given (`/fleet_lock` for
+    /// `http://host/fleet_lock/`), empty for the root.
+    pub base_path: String,
     pub locker: Locker<S>,
     pub config: ConfigSource,
     pub metrics: Metrics,
@@ -88,13 +91,15 @@ pub struct Service<S> {
 
 impl<S: Store> Service<S> {
     pub fn handle(&self, request: &Incoming) -> Reply {
-        let Some(endpoint) = Endpoint::from_path(request.path) else {
+        let path = request.path.strip_prefix(self.base_path.as_str());
+        let Some(endpoint) = path.and_then(Endpoint::from_path) else {
             self.metrics.request("other");
             let reply = Reply::error(
                 ErrorKind::NotFound,
                 format!(
-                    "no such path {:?}; FleetLock serves POST /v1/pre-reboot and /v1/steady-state",
-                    request.path
+                    "no such path {:?}; FleetLock serves POST {base}/v1/pre-reboot and {base}/v1/steady-state",
+                    request.path,
+                    base = self.base_path
                 ),
             );
             self.metrics.error("other", ErrorKind::NotFound.as_str());
@@ -263,6 +268,7 @@ mod tests {
     fn service() -> (Service<MemoryStore>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
         let service = Service {
+            base_path: String::new(),
             locker: Locker::new(MemoryStore::default()),
             config: ConfigSource::open(None).expect("default config"),
             metrics: Metrics::default(),
@@ -349,6 +355,22 @@ mod tests {
         assert_eq!(
             service.handle(&get).kind(),
             Some(ErrorKind::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_base_path_is_served_under_its_prefix_only() {
+        let (mut service, _) = service();
+        service.base_path = "/fleet_lock".into();
+        let a = body("a", "default");
+        let under = service.handle(&post("/fleet_lock/v1/pre-reboot", Some("true"), Some(&a)));
+        assert_eq!(under.status, 200, "{under:?}");
+        let root = service.handle(&post("/v1/pre-reboot", Some("true"), Some(&a)));
+        assert_eq!(root.kind(), Some(ErrorKind::NotFound));
+        assert!(
+            root.body.contains("/fleet_lock/v1/pre-reboot"),
+            "{}",
+            root.body
         );
     }
 

@@ -26,6 +26,10 @@ pub struct Args {
     /// Address to serve Prometheus metrics on, at /metrics
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// Path prefix of the base URL hosts are given (`/fleet_lock` for
+    /// `base_url = "http://HOST/fleet_lock/"`); default: the root
+    #[arg(long, value_name = "PATH", default_value = "")]
+    base_path: String,
     /// Threads serving requests
     #[arg(long, default_value_t = 8)]
     threads: usize,
@@ -49,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let locker = args.etcd.locker()?;
     let progress: Arc<dyn Progress> = Arc::new(Stderr);
     let service = Arc::new(Service {
+        base_path: base_path(&args.base_path),
         locker,
         config,
         metrics: Metrics::default(),
@@ -67,8 +72,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &cancel,
     )?;
     progress.message(&format!(
-        "serving FleetLock on http://{} with etcd {}",
+        "serving FleetLock on http://{}{} with etcd {}",
         protocol.addr,
+        service.base_path,
         service.locker.store().endpoints().join(",")
     ));
     let metrics = match &args.metrics_listen {
@@ -88,4 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     progress.message("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fleet_lock/` and `/fleet_lock` both mean `/fleet_lock`; empty or `/` is the root.
+fn base_path(given: &str) -> String {
+    let trimmed = given.trim_matches('/');
+    match trimmed.is_empty() {
+        true => String::new(),
+        false => format!("/{trimmed}"),
+    }
 }
