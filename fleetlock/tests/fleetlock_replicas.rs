@@ -164,7 +164,7 @@ fn etcd_killed_and_restarted_mid_run_loses_and_duplicates_no_holder() {
     assert!(down.body.contains("etcd is unreachable"), "{}", down.body);
     etcd.restart();
     *restarted_at.lock().expect("lock") = Some(Instant::now());
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(2000));
     stop.store(true, Ordering::SeqCst);
 
     for (i, cycler) in cyclers.into_iter().enumerate() {
@@ -194,4 +194,19 @@ fn etcd_killed_and_restarted_mid_run_loses_and_duplicates_no_holder() {
         "repeats changed nothing"
     );
     assert!(servers[0].scrape().contains("keel_fleetlock_etcd_up 1"));
+}
+
+#[test]
+fn an_etcd_url_that_does_not_answer_is_passed_over() {
+    let etcd = Etcd::start();
+    let dead = "http://127.0.0.1:1";
+    let server = Server::start(&[dead, &etcd.url], None);
+    let client = Client::default();
+    assert_eq!(client.pre_reboot(&server.base, "a", "default").status, 200);
+    assert_eq!(
+        client.steady_state(&server.base, "a", "default").status,
+        200
+    );
+    assert_eq!(client.pre_reboot(&server.base, "b", "default").status, 200);
+    assert_eq!(holder_ids(&etcd.group("default")), vec!["b"]);
 }
