@@ -6,13 +6,13 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{holder_ids, write_config, Client, Etcd, Server};
+use support::{holder_ids, read_group, write_config, Client, Etcd, Server};
 
 const SLOTS: usize = 3;
 
 #[test]
 fn fifty_clients_through_three_replicas_never_exceed_the_slots() {
-    let etcd = Arc::new(Etcd::start());
+    let etcd = Etcd::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), &format!("[groups.default]\nslots = {SLOTS}\n"));
     let servers: Vec<Server> = (0..3)
@@ -23,11 +23,11 @@ fn fifty_clients_through_three_replicas_never_exceed_the_slots() {
     // A watcher reads the key from etcd all through the run.
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
-        let (etcd, done) = (etcd.clone(), done.clone());
+        let (url, done) = (etcd.url.clone(), done.clone());
         std::thread::spawn(move || {
             let mut most = 0;
             while !done.load(Ordering::SeqCst) {
-                let semaphore = etcd.group("default");
+                let semaphore = read_group(&url, "default");
                 assert!(semaphore.holders.len() <= SLOTS, "etcd holds {semaphore:?}");
                 most = most.max(semaphore.holders.len());
             }
@@ -38,7 +38,7 @@ fn fifty_clients_through_three_replicas_never_exceed_the_slots() {
     let rebooting = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..50)
         .map(|i| {
-            let (etcd, rebooting) = (etcd.clone(), rebooting.clone());
+            let (url, rebooting) = (etcd.url.clone(), rebooting.clone());
             let base = bases[i % bases.len()].clone();
             std::thread::spawn(move || {
                 let client = Client::default();
@@ -55,7 +55,7 @@ fn fifty_clients_through_three_replicas_never_exceed_the_slots() {
                         }
                     }
                     // At every step: etcd holds this node, and no more than the slots.
-                    let semaphore = etcd.group("default");
+                    let semaphore = read_group(&url, "default");
                     assert!(semaphore.holders.len() <= SLOTS, "etcd holds {semaphore:?}");
                     assert!(
                         semaphore.holds(&id),
@@ -71,10 +71,13 @@ fn fifty_clients_through_three_replicas_never_exceed_the_slots() {
             })
         })
         .collect();
-    for client in clients {
-        client.join().expect("a client failed");
-    }
+    let failed = clients
+        .into_iter()
+        .map(|c| c.join())
+        .filter(Result::is_err)
+        .count();
     done.store(true, Ordering::SeqCst);
+    assert_eq!(failed, 0, "clients failed (see their panics above)");
     let most = watcher.join().expect("the watcher failed");
     assert_eq!(most, SLOTS, "the run should fill every slot at some point");
     assert!(etcd.group("default").holders.is_empty());
