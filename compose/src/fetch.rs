@@ -43,6 +43,8 @@ pub enum FetchError {
     },
     #[error("package {package}: its sha256 {sha256:?} is not 64 lowercase hex digits; the resolved package list is broken")]
     BadChecksum { package: String, sha256: String },
+    #[error(transparent)]
+    Control(#[from] crate::apt::deb_control::DebControlError),
     #[error("package {package}: {action} {}: {source}", path.display())]
     Io {
         package: String,
@@ -127,7 +129,7 @@ pub fn fetch(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(paths),
+        None => Ok(crate::apt::deb_control::check_fetched(packages, &paths).map(|()| paths)?),
     }
 }
 

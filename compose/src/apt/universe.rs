@@ -6,7 +6,7 @@ use super::relation::{self, Group, Relation};
 use super::release::FileEntry;
 use super::sources::{LocalRepo, RepoSpec};
 use super::version::Version;
-use super::{cmd, download, index, progress, release, AptError};
+use super::{cmd, download, index, names, progress, release, AptError};
 use crate::package::PackageSource;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -128,17 +128,73 @@ impl Universe {
     }
 }
 
-/// Turns one paragraph of an index (or `dpkg-deb -f` output) into a [`Package`].
-/// `source` is where the `.deb` is; for archive indices pass `None` to use
-/// `base_url/Filename`.
+/// Why a paragraph of an index gave no package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParagraphError {
+    /// Its `Package`, `Version` or `Architecture` breaks Debian's syntax: such a value could
+    /// name files outside where it belongs, so the whole index is refused.
+    BadName {
+        field: names::Field,
+        value: String,
+        reason: String,
+    },
+    /// Anything else (a missing field, a relation that does not parse): the paragraph is
+    /// skipped, as Debian's own tools skip it.
+    Skipped(String),
+}
+
+/// Why an index could not be read.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    #[error("{}: {reason}", .field.as_str())]
+    BadName {
+        field: names::Field,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Turns one paragraph of an index (or `dpkg-deb -f` output) into a [`Package`], with its
+/// `.deb` at `base_url/Filename`.
 pub fn package_from_paragraph(
     p: &Paragraph,
     base_url: &str,
     repo: &str,
     origin: &str,
+) -> Result<Package, ParagraphError> {
+    let skipped = ParagraphError::Skipped;
+    for field in [
+        names::Field::Package,
+        names::Field::Version,
+        names::Field::Architecture,
+    ] {
+        if let Some(value) = p.get(field.as_str()) {
+            field
+                .check(value)
+                .map_err(|reason| ParagraphError::BadName {
+                    field,
+                    value: value.to_string(),
+                    reason,
+                })?;
+        }
+    }
+    let field = |name: &str| p.get(name).ok_or_else(|| format!("no {name}: field"));
+    let name = field("Package").map_err(skipped)?.to_string();
+    package_fields(p, &name, base_url, repo, origin).map_err(skipped)
+}
+
+/// [`package_from_paragraph`] once the identity fields are checked.
+fn package_fields(
+    p: &Paragraph,
+    name: &str,
+    base_url: &str,
+    repo: &str,
+    origin: &str,
 ) -> Result<Package, String> {
     let field = |name: &str| p.get(name).ok_or_else(|| format!("no {name}: field"));
-    let name = field("Package")?.to_string();
+    let name = name.to_string();
     let in_pkg = |e: String| format!("package {name}: {e}");
     let version: Version = field("Version")
         .map_err(in_pkg)?
@@ -181,7 +237,8 @@ pub fn package_from_paragraph(
 }
 
 /// Parses a whole `Packages` text; paragraphs that do not parse are skipped and their
-/// errors returned beside the packages (Debian's own tools skip them too). A big index is
+/// errors returned beside the packages (Debian's own tools skip them too), but a malformed
+/// name, version or architecture refuses the text ([`ParagraphError::BadName`]). A big index is
 /// cut at paragraph boundaries and parsed on up to [`MAX_THREADS`] cores; the result is the
 /// same as parsing it in one go.
 pub fn parse_packages(
@@ -189,7 +246,7 @@ pub fn parse_packages(
     base_url: &str,
     repo: &str,
     origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
+) -> Result<(Vec<Package>, Vec<String>), IndexError> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = cores.min(MAX_THREADS).min(text.len() / MIN_PIECE).max(1);
     parse_packages_in(text, threads, base_url, repo, origin)
@@ -210,7 +267,7 @@ fn parse_packages_in(
     base_url: &str,
     repo: &str,
     origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
+) -> Result<(Vec<Package>, Vec<String>), IndexError> {
     let pieces = control::split_at_paragraphs(text, pieces);
     if pieces.len() == 1 {
         return parse_piece(text, base_url, repo, origin);
@@ -246,16 +303,31 @@ fn parse_piece(
     base_url: &str,
     repo: &str,
     origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
+) -> Result<(Vec<Package>, Vec<String>), IndexError> {
     let mut packages = Vec::new();
     let mut skipped = Vec::new();
+    let mut bad = None;
     control::for_each(text, |p| {
         match package_from_paragraph(p, base_url, repo, origin) {
             Ok(pkg) => packages.push(pkg),
-            Err(e) => skipped.push(e),
+            Err(ParagraphError::Skipped(e)) => skipped.push(e),
+            Err(ParagraphError::BadName {
+                field,
+                value,
+                reason,
+            }) => {
+                bad.get_or_insert(IndexError::BadName {
+                    field,
+                    value,
+                    reason,
+                });
+            }
         }
     })?;
-    Ok((packages, skipped))
+    match bad {
+        Some(e) => Err(e),
+        None => Ok((packages, skipped)),
+    }
 }
 
 /// Loads the verified indices of `specs` for `arch` (and `all`) and the `.deb` files of
@@ -267,8 +339,27 @@ pub fn load(
     arch: &str,
     cachedir: &Path,
 ) -> Result<Universe, AptError> {
-    let suites = verify_suites(specs, arch, cachedir)?;
+    let suites = verify_suites(specs, arch, cachedir, &Freshness::default())?;
     load_verified(&suites, locals, arch, cachedir)
+}
+
+/// How old a verified `InRelease` may be: it must not have expired (`Valid-Until`) at
+/// `now`, and its `Date` must not be older than the last one the cache saw for the suite
+/// unless `allow_older` (`keel-compose tree --allow-older-metadata`).
+#[derive(Clone, Copy, Debug)]
+pub struct Freshness {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub allow_older: bool,
+}
+
+impl Default for Freshness {
+    /// Now, and no going back.
+    fn default() -> Self {
+        Self {
+            now: chrono::Utc::now(),
+            allow_older: false,
+        }
+    }
 }
 
 /// One suite of a repository whose `InRelease` was just fetched, signature-checked and found
@@ -305,11 +396,13 @@ impl VerifiedSuite {
 }
 
 /// Fetches and checks the `InRelease` of every suite of `specs` that serves `arch` (signature
-/// against the repository's keyring, suite name, `Valid-Until`). Nothing else is read.
+/// against the repository's keyring, suite name, `Valid-Until`, a `Date` not older than the
+/// last one seen, see [`Freshness`]). Nothing else is read.
 pub fn verify_suites(
     specs: &[RepoSpec],
     arch: &str,
     cachedir: &Path,
+    freshness: &Freshness,
 ) -> Result<Vec<VerifiedSuite>, AptError> {
     let mut suites = Vec::new();
     for spec in specs {
@@ -318,7 +411,7 @@ pub fn verify_suites(
         }
         for suite in &spec.suites {
             let dists = format!("{}/dists/{suite}", spec.url.trim_end_matches('/'));
-            let release = fetch_release(spec, suite, &dists, cachedir)?;
+            let release = fetch_release(spec, suite, &dists, cachedir, freshness)?;
             suites.push(VerifiedSuite {
                 spec: spec.clone(),
                 suite: suite.clone(),
@@ -354,12 +447,24 @@ pub fn load_verified(
                 suite: suite.clone(),
                 file: format!("{component}/binary-{arch}/Packages"),
             })?;
+            let file = format!("{dists}/{component}/binary-{arch}/Packages");
             let (found, _skipped) =
-                parse_packages(&text, &spec.url, &spec.name, &origin).map_err(|e| {
-                    AptError::Parse {
-                        file: format!("{dists}/{component}/binary-{arch}/Packages"),
+                parse_packages(&text, &spec.url, &spec.name, &origin).map_err(|e| match e {
+                    IndexError::BadName {
+                        field,
+                        value,
+                        reason,
+                    } => AptError::BadName {
+                        repo: spec.name.clone(),
+                        index: file.clone(),
+                        field: field.as_str(),
+                        value,
+                        reason,
+                    },
+                    IndexError::Control(e) => AptError::Parse {
+                        file: file.clone(),
                         detail: e.to_string(),
-                    }
+                    },
                 })?;
             packages.extend(found);
         }
@@ -378,6 +483,7 @@ fn fetch_release(
     suite: &str,
     dists: &str,
     cachedir: &Path,
+    freshness: &Freshness,
 ) -> Result<release::Release, AptError> {
     let url = format!("{dists}/InRelease");
     let signed = download::get(&url)?;
@@ -404,17 +510,25 @@ fn fetch_release(
         });
     }
     let expired = parsed
-        .expired(chrono::Utc::now())
+        .expired(freshness.now)
         .map_err(|detail| AptError::Parse {
             file: url.clone(),
             detail,
         })?;
     if expired {
         return Err(AptError::Expired {
-            url,
+            url: spec.url.clone(),
+            suite: suite.to_string(),
             valid_until: parsed.valid_until.unwrap_or_default(),
         });
     }
+    super::seen_dates::check_and_record(
+        cachedir,
+        &spec.url,
+        suite,
+        parsed.date.as_deref(),
+        freshness.allow_older,
+    )?;
     index::store(
         &index::cache_path(cachedir, &url, &index::sha256_hex(&signed)),
         &signed,
@@ -466,7 +580,17 @@ pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
             .ok_or_else(|| local_err("empty control file".into()))?;
         let origin = format!("{} (local {})", local.name, local.path.display());
         let mut package =
-            package_from_paragraph(&paragraph, "", &local.name, &origin).map_err(local_err)?;
+            package_from_paragraph(&paragraph, "", &local.name, &origin).map_err(|e| match e {
+                ParagraphError::BadName {
+                    field,
+                    value,
+                    reason,
+                } => local_err(format!(
+                    "its {}: {value:?} is malformed: {reason}",
+                    field.as_str()
+                )),
+                ParagraphError::Skipped(e) => local_err(e),
+            })?;
         package.source = PackageSource::Path(file.clone());
         out.push(package);
     }
@@ -478,21 +602,21 @@ mod tests {
     use super::*;
 
     const INDEX: &str = "\
-Package: a
+Package: aa
 Version: 1.0
 Architecture: amd64
 Priority: required
 Essential: yes
-Pre-Depends: b (>= 2)
-Depends: c | d, e:any
-Breaks: f (<< 3)
-Conflicts: g
+Pre-Depends: bb (>= 2)
+Depends: cc | dd, ee:any
+Breaks: ff (<< 3)
+Conflicts: gg
 Provides: virt (= 1.0), other
-Filename: pool/main/a/a_1.0_amd64.deb
+Filename: pool/main/a/aa_1.0_amd64.deb
 Size: 10
 SHA256: AB
 
-Package: a
+Package: aa
 Version: 1.0
 Architecture: amd64
 Filename: pool/dup.deb
@@ -507,10 +631,10 @@ Size: 1
 SHA256: ef
 
 Package: broken
-Version: not-a-version
+Version: 1
 Architecture: all
 Filename: pool/y.deb
-Size: 1
+Size: many
 SHA256: 00
 ";
 
@@ -522,10 +646,10 @@ SHA256: 00
         assert!(skipped[0].contains("broken"), "{skipped:?}");
         let u = Universe::new("amd64", packages);
         assert_eq!(u.packages().len(), 1, "duplicate and foreign arch dropped");
-        let a = u.package(u.by_name("a")[0]);
+        let a = u.package(u.by_name("aa")[0]);
         assert_eq!(
             a.source,
-            PackageSource::Url("http://m/debian/pool/main/a/a_1.0_amd64.deb".into())
+            PackageSource::Url("http://m/debian/pool/main/a/aa_1.0_amd64.deb".into())
         );
         assert_eq!(a.sha256, "ab");
         assert!(a.essential);
@@ -544,6 +668,46 @@ SHA256: 00
         assert!(u.by_name("nope").is_empty());
     }
 
+    #[test]
+    fn a_malformed_name_version_or_architecture_refuses_the_index() {
+        let good = "Package: ok\nVersion: 1\nArchitecture: all\nFilename: pool/ok.deb\nSize: 1\n\
+                    SHA256: 00\n\n";
+        let cases = [
+            (
+                "Package: ../../x\nVersion: 1\nArchitecture: all\n",
+                "Package",
+                "../../x",
+            ),
+            (
+                "Package: evil\nVersion: 1/../2\nArchitecture: all\n",
+                "Version",
+                "1/../2",
+            ),
+            (
+                "Package: evil\nVersion: 1\nArchitecture: ../amd64\n",
+                "Architecture",
+                "../amd64",
+            ),
+            (
+                "Package: Evil\nVersion: 1\nArchitecture: all\n",
+                "Package",
+                "Evil",
+            ),
+        ];
+        for (paragraph, field, value) in cases {
+            let text = format!("{good}{paragraph}Filename: pool/e.deb\nSize: 1\nSHA256: 00\n");
+            for pieces in [1, 2] {
+                let e =
+                    parse_packages_in(&text, pieces, "http://127.0.0.1/", "r", "o").unwrap_err();
+                assert!(
+                    matches!(&e, IndexError::BadName { field: f, value: v, .. }
+                        if f.as_str() == field && v == value),
+                    "{paragraph:?}: {e}"
+                );
+            }
+        }
+    }
+
     /// An index whose paragraphs end in every way `control::parse` allows, with packages
     /// that fail to parse among them.
     fn awkward_index(count: usize) -> String {
@@ -556,11 +720,15 @@ SHA256: 00
             "\n \n# comment\n\n",
         ];
         for i in 0..count {
-            let version = if i % 7 == 3 { "bad version" } else { "1.0" };
+            let size = if i % 7 == 3 {
+                "bad size".to_string()
+            } else {
+                i.to_string()
+            };
             text.push_str(&format!(
-                "Package: p{i}\nVersion: {version}\nArchitecture: amd64\n\
+                "Package: p{i}\nVersion: 1.0\nArchitecture: amd64\n\
                  Depends: p{} (>= 1) | other, libc6\nDescription: p{i}\n long\n .\n text\n\
-                 Filename: pool/p{i}.deb\nSize: {i}\nSHA256: {i:064x}",
+                 Filename: pool/p{i}.deb\nSize: {size}\nSHA256: {i:064x}",
                 i + 1
             ));
             if i + 1 < count {
@@ -595,7 +763,7 @@ SHA256: 00
         text.push_str("\n\n continuation without a field\n");
         let want = parse_piece(&text, "", "r", "o").unwrap_err();
         assert!(
-            matches!(want, control::ControlError::OrphanContinuation { line, .. } if line > 100),
+            matches!(want, IndexError::Control(control::ControlError::OrphanContinuation { line, .. }) if line > 100),
             "{want}"
         );
         for pieces in [2, 4, 8] {
