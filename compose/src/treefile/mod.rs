@@ -7,6 +7,8 @@
 //! depth-first (a cycle is an error naming the chain), merges the files ([`merge`]) and
 //! renders the result as canonical TOML with a hash over every input ([`canonical`]).
 
+#[cfg(test)]
+mod base_system_tests;
 mod canonical;
 mod error;
 mod layer;
