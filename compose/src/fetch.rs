@@ -129,7 +129,9 @@ pub fn fetch(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(crate::apt::deb_control::check_fetched(packages, &paths).map(|()| paths)?),
+        None => Ok(
+            crate::apt::deb_control::check_fetched(packages, &paths, cachedir).map(|()| paths)?,
+        ),
     }
 }
 

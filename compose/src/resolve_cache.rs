@@ -2,7 +2,7 @@
 //! instead of parsing the package indices and running the solver again.
 //!
 //! Soundness comes first. Every suite's `InRelease` is fetched anew and checked (signature,
-//! suite, `Valid-Until`) before the cache is looked at, so a bad or replayed repository fails
+//! suite, `Valid-Until`, a `Date` not older than the last one seen) before the cache is looked at, so a bad or replayed repository fails
 //! exactly as without a cache. The key then covers everything the result depends on:
 //!
 //! - per suite: the repository's name and URL, the suite, each component in order, and the

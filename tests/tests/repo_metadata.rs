@@ -105,6 +105,18 @@ fn malformed_names_versions_and_architectures_in_an_index_are_refused() {
 #[test]
 fn a_deb_whose_control_data_disagrees_with_its_index_entry_is_refused() {
     let f = Fixture::new(&[Deb::new("hello", "1.0")]);
+    let hello = Request {
+        packages: vec!["hello".into()],
+        ..Default::default()
+    };
+    // The package as published is fetched, and what its control data says is kept.
+    f.publish(&[], f.repo.key(), &[]);
+    let packages = apt::resolve(&f.load().unwrap(), &hello).unwrap();
+    fetch::fetch(&packages, f.cache.path(), 2).unwrap();
+    let record = keel_compose::apt::deb_control::record_path(f.cache.path(), &packages[0].sha256);
+    assert!(std::fs::read_to_string(record)
+        .unwrap()
+        .contains("Package: hello"));
     // Another package served under hello's file name, and an index entry (made from the
     // served file: its hash and size) that says hello: only the control data can tell.
     let other = tempfile::tempdir().unwrap();
@@ -125,15 +137,7 @@ fn a_deb_whose_control_data_disagrees_with_its_index_entry_is_refused() {
             &[],
         )
         .unwrap();
-    let universe = f.load().unwrap();
-    let packages = apt::resolve(
-        &universe,
-        &Request {
-            packages: vec!["hello".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let packages = apt::resolve(&f.load().unwrap(), &hello).unwrap();
     assert_eq!(packages[0].sha256, sha(&evil_bytes));
     let e = fetch::fetch(&packages, f.cache.path(), 2).unwrap_err();
     assert!(matches!(e, FetchError::Control(_)), "{e}");

@@ -3,7 +3,8 @@
 //! checked against Debian's syntax ([`super::names`]) and compared with the index entry
 //! the resolver chose. The sha256 already ties the file to the index; this catches an index
 //! that lists one package's file under another's name (a mistake or a hostile repository),
-//! before dpkg installs it under a name nobody asked for.
+//! before dpkg installs it under a name nobody asked for. What was read is kept per sha256
+//! ([`record_path`]).
 
 use super::cmd::{self, CommandError};
 use super::{control, names};
@@ -67,10 +68,20 @@ const FIELDS: [names::Field; 3] = [
     names::Field::Architecture,
 ];
 
-/// Checks every `debs[i]` against `packages[i]`, a few at a time.
+/// Where the control fields read from the `.deb` with this sha256 are kept, so a warm
+/// compose does not run `dpkg-deb` again for every package (~10 ms of CPU each): a file's
+/// control data cannot change while its sha256 does not, and the cache is private (0700).
+/// Layout: `CACHEDIR/deb-control/<sha256>`, the `dpkg-deb --field` output.
+pub fn record_path(cachedir: &Path, sha256: &str) -> PathBuf {
+    cachedir.join("deb-control").join(sha256)
+}
+
+/// Checks every `debs[i]` against `packages[i]`, a few at a time; `cachedir` keeps what was
+/// read (see [`record_path`]).
 pub fn check_fetched(
     packages: &[ResolvedPackage],
     debs: &[PathBuf],
+    cachedir: &Path,
 ) -> Result<(), DebControlError> {
     let jobs = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -85,7 +96,7 @@ pub fn check_fetched(
                     packages
                         .iter()
                         .zip(debs)
-                        .try_for_each(|(package, deb)| check(package, deb))
+                        .try_for_each(|(package, deb)| check(package, deb, cachedir))
                 })
             })
             .collect();
@@ -95,12 +106,21 @@ pub fn check_fetched(
     })
 }
 
-/// Checks one `.deb` (at `deb`) against the index entry `package`.
-pub fn check(package: &ResolvedPackage, deb: &Path) -> Result<(), DebControlError> {
+/// Checks one `.deb` (at `deb`, with the sha256 `package` names) against the index entry
+/// `package`.
+pub fn check(
+    package: &ResolvedPackage,
+    deb: &Path,
+    cachedir: &Path,
+) -> Result<(), DebControlError> {
     let source_of = match &package.source {
         PackageSource::Url(url) => url.clone(),
         PackageSource::Path(path) => path.display().to_string(),
     };
+    let record = record_path(cachedir, &package.sha256);
+    if let Ok(text) = std::fs::read_to_string(&record) {
+        return compare(package, &text, &source_of);
+    }
     let output = cmd::run(
         Command::new("dpkg-deb")
             .arg("--field")
@@ -117,7 +137,10 @@ pub fn check(package: &ResolvedPackage, deb: &Path) -> Result<(), DebControlErro
         )
     })?;
     let text = String::from_utf8_lossy(&output);
-    compare(package, &text, &source_of)
+    compare(package, &text, &source_of)?;
+    // Only a match is kept; a record that cannot be written costs the next compose a rerun.
+    let _ = super::index::store(&record, text.as_bytes());
+    Ok(())
 }
 
 /// Compares `dpkg-deb --field` output `text` with the index entry `package`.
