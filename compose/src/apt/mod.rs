@@ -11,6 +11,7 @@ pub mod deb_control;
 pub mod depsolve;
 pub mod download;
 pub mod index;
+pub mod index_text;
 pub mod names;
 pub mod progress;
 mod provider;
