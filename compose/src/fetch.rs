@@ -49,6 +49,8 @@ pub enum FetchError {
     },
     #[error("package {package}: its sha256 {sha256:?} is not 64 lowercase hex digits; the resolved package list is broken")]
     BadChecksum { package: String, sha256: String },
+    #[error(transparent)]
+    Control(#[from] crate::apt::deb_control::DebControlError),
     #[error("package {package}: {action} {}: {source}; check that the cache directory is writable and has space, or remove that file", path.display())]
     Io {
         package: String,
@@ -168,7 +170,9 @@ pub fn fetch(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(paths),
+        None => Ok(
+            crate::apt::deb_control::check_fetched(packages, &paths, cachedir).map(|()| paths)?,
+        ),
     }
 }
 
@@ -368,12 +372,16 @@ mod tests {
         let server = FileServer::serve(dir.path()).unwrap();
         let packages = (0..count)
             .map(|i| {
-                let bytes = vec![i as u8; 10_000 + i];
-                std::fs::write(dir.path().join(format!("p{i}.deb")), &bytes).unwrap();
+                // Real packages: fetch checks each .deb's control data against its entry.
+                let deb = keel_tests::deb::Deb::new(&format!("p{i}"), &format!("1.{i}"))
+                    .file("usr/share/p/data", vec![i as u8; 10_000 + i]);
+                let built = deb.build(dir.path()).unwrap();
+                std::fs::rename(&built, dir.path().join(format!("p{i}.deb"))).unwrap();
+                let bytes = std::fs::read(dir.path().join(format!("p{i}.deb"))).unwrap();
                 ResolvedPackage {
                     name: format!("p{i}"),
                     version: format!("1.{i}"),
-                    arch: "all".into(),
+                    arch: "amd64".into(),
                     sha256: hex::encode(Sha256::digest(&bytes)),
                     size: bytes.len() as u64,
                     source: PackageSource::Url(format!("{}/p{i}.deb", server.url())),

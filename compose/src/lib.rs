@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apt;
+pub mod cachedir;
 pub mod cachedir_lock;
 pub mod cli;
 pub mod commit;

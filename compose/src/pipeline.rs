@@ -59,6 +59,8 @@ pub struct Options {
     pub treefile: PathBuf,
     pub repo: PathBuf,
     pub cachedir: PathBuf,
+    /// Accept an `InRelease` older than the last one the cache saw (`--allow-older-metadata`).
+    pub allow_older_metadata: bool,
 }
 
 /// How long one phase took.
@@ -242,7 +244,7 @@ pub fn compose_with(
         treefile::load(&options.treefile)
             .with_context(|| format!("loading the treefile {}", options.treefile.display()))
     })?;
-    std::fs::create_dir_all(&options.cachedir).with_context(|| {
+    crate::cachedir::create(&options.cachedir).with_context(|| {
         format!(
             "creating the cache directory {}",
             options.cachedir.display()
@@ -251,7 +253,7 @@ pub fn compose_with(
     let _cachedir_lock = cachedir_lock::lock(&options.cachedir)?;
     let prepared = release::steps::prepare(release_options, &tf.reference)?;
     let packages = phases.run("resolve", || {
-        resolve(&tf, &options.cachedir, prepared.lockfile.as_ref())
+        resolve(&tf, options, prepared.lockfile.as_ref())
     })?;
     eprintln!("keel-compose: {} packages", packages.len());
     let input_hash =
@@ -584,7 +586,7 @@ pub fn debian_arch(rust_arch: &str) -> Option<&'static str> {
 
 fn resolve(
     tf: &Treefile,
-    cachedir: &Path,
+    options: &Options,
     locked: Option<&(release::lockfile::Lockfile, PathBuf)>,
 ) -> anyhow::Result<Vec<ResolvedPackage>> {
     let (specs, locals) = repo_sources(&tf.repos, Path::new(MACHINE_SOURCES_DIR))?;
@@ -598,9 +600,17 @@ fn resolve(
         packages: tf.packages.clone(),
         exclude: tf.exclude_packages.clone(),
         recommends: tf.recommends,
+        base_system: crate::apt::depsolve::BaseSystem::Repos(tf.base_system_repos.clone()),
     };
-    let resolution = resolve_cache::resolve(&specs, &locals, arch, cachedir, &request, locked)
-        .with_context(|| format!("resolving the packages of {}", tf.path.display()))?;
+    let freshness = crate::apt::universe::Freshness {
+        allow_older: options.allow_older_metadata,
+        ..Default::default()
+    };
+    let cachedir = &options.cachedir;
+    let resolution = resolve_cache::resolve(
+        &specs, &locals, arch, cachedir, &request, locked, &freshness,
+    )
+    .with_context(|| format!("resolving the packages of {}", tf.path.display()))?;
     if resolution.cache_hit {
         eprintln!(
             "keel-compose: package set unchanged since an earlier resolution (resolve cache)"

@@ -2,7 +2,7 @@
 //! instead of parsing the package indices and running the solver again.
 //!
 //! Soundness comes first. Every suite's `InRelease` is fetched anew and checked (signature,
-//! suite, `Valid-Until`) before the cache is looked at, so a bad or replayed repository fails
+//! suite, `Valid-Until`, a `Date` not older than the last one seen) before the cache is looked at, so a bad or replayed repository fails
 //! exactly as without a cache. The key then covers everything the result depends on:
 //!
 //! - per suite: the repository's name and URL, the suite, each component in order, and the
@@ -10,7 +10,8 @@
 //!   every compression (the file read is one of them, and must match its hash);
 //! - per local repository: its name and path, and the path, size and sha256 of every `.deb`
 //!   file in it (their whole content, not their timestamps);
-//! - the architecture, the request (packages, exclude, recommends), the lockfile's content;
+//! - the architecture, the request (packages, exclude, recommends, base-system repos), the
+//!   lockfile's content;
 //! - Keel's version, this cache's format, and the identity of the running executable (path,
 //!   size, modification time), so a rebuilt resolver never reads its predecessor's results.
 //!
@@ -20,7 +21,7 @@
 
 use crate::apt::depsolve::{self, Request};
 use crate::apt::index;
-use crate::apt::universe::{self, VerifiedSuite};
+use crate::apt::universe::{self, Freshness, VerifiedSuite};
 use crate::apt::{LocalRepo, RepoSpec};
 use crate::package::ResolvedPackage;
 use crate::release::inputs::COMPOSER_VERSION;
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// The format of keys and entries; bump it when either changes meaning.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// How many entries stay in the cache (the most recently used).
 pub const KEEP: usize = 20;
@@ -60,9 +61,10 @@ pub fn resolve(
     cachedir: &Path,
     request: &Request,
     locked: Option<&(Lockfile, PathBuf)>,
+    freshness: &Freshness,
 ) -> anyhow::Result<Resolution> {
     const LOADING: &str = "loading the repositories' package indices";
-    let suites = universe::verify_suites(specs, arch, cachedir).context(LOADING)?;
+    let suites = universe::verify_suites(specs, arch, cachedir, freshness).context(LOADING)?;
     let lockfile = locked.map(|(lock, _)| lock);
     // A local repository that cannot be read gives no key; the uncached path below then
     // reports the problem as it always did.
@@ -115,6 +117,7 @@ fn key_of(
             packages: request.packages.clone(),
             exclude: request.exclude.clone(),
             recommends: request.recommends,
+            base_system: request.base_system.clone(),
         },
         lockfile: lockfile.cloned(),
         suites: suites.iter().map(|s| suite_key(s, arch)).collect(),
@@ -142,6 +145,7 @@ pub struct RequestKey {
     pub packages: Vec<String>,
     pub exclude: Vec<String>,
     pub recommends: bool,
+    pub base_system: depsolve::BaseSystem,
 }
 
 /// One verified suite: what of its `InRelease` the result depends on.
@@ -366,6 +370,7 @@ mod tests {
                 packages: vec!["systemd".into()],
                 exclude: vec![],
                 recommends: false,
+                base_system: Default::default(),
             },
             lockfile: None,
             suites: vec![suite_key(&suite, "amd64")],
@@ -396,6 +401,9 @@ mod tests {
                 k.request.exclude.push("systemd-timesyncd".into())
             }),
             ("recommends", |k| k.request.recommends = true),
+            ("base-system repos", |k| {
+                k.request.base_system = depsolve::BaseSystem::Repos(Default::default())
+            }),
             ("a lockfile", |k| k.lockfile = Some(lockfile("1"))),
             ("index hash", |k| {
                 k.suites[0].components[0].indices[0].1 = "12".into()

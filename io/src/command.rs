@@ -69,19 +69,56 @@ pub trait CommandExt {
     fn run_text(&mut self) -> Result<String, CommandError>;
     /// Runs with stdin closed and parses stdout as JSON.
     fn run_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, CommandError>;
+    /// Runs with stdin closed and returns whatever it gave, failed or not: for programs whose
+    /// output explains their exit status (gpgv's `--status-fd` lines). Errs only when the
+    /// program could not be started or its output not read.
+    fn run_finished(&mut self) -> Result<Finished, CommandError>;
+}
+
+/// A program that ran to its end, successfully or not.
+#[derive(Debug)]
+pub struct Finished {
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The last [`STDERR_LINES`] lines of its stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// `Ok(stdout)` when it exited 0, else the same [`CommandError::Failed`] that
+    /// [`CommandExt::run`] gives.
+    pub fn into_result(self) -> Result<Vec<u8>, CommandError> {
+        if self.status.success() {
+            return Ok(self.stdout);
+        }
+        let stderr = match self.stderr.trim() {
+            "" => last_lines(&String::from_utf8_lossy(&self.stdout)),
+            tail => tail.to_string(),
+        };
+        Err(CommandError::Failed {
+            command: self.command,
+            status: self.status,
+            stderr,
+        })
+    }
 }
 
 impl CommandExt for Command {
     fn run(&mut self) -> Result<Vec<u8>, CommandError> {
-        run(self, None)
+        run(self, None)?.into_result()
     }
 
     fn run_with_input(&mut self, input: &[u8]) -> Result<Vec<u8>, CommandError> {
-        run(self, Some(input))
+        run(self, Some(input))?.into_result()
+    }
+
+    fn run_finished(&mut self) -> Result<Finished, CommandError> {
+        run(self, None)
     }
 
     fn run_text(&mut self) -> Result<String, CommandError> {
-        let stdout = run(self, None)?;
+        let stdout = self.run()?;
         String::from_utf8(stdout).map_err(|e| CommandError::Output {
             command: describe(self),
             reason: format!("not UTF-8 text ({e})"),
@@ -89,7 +126,7 @@ impl CommandExt for Command {
     }
 
     fn run_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, CommandError> {
-        let stdout = run(self, None)?;
+        let stdout = self.run()?;
         serde_json::from_slice(&stdout).map_err(|e| CommandError::Output {
             command: describe(self),
             reason: format!("not the JSON expected ({e})"),
@@ -116,7 +153,7 @@ fn quote(word: &str) -> String {
     }
 }
 
-fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<Vec<u8>, CommandError> {
+fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<Finished, CommandError> {
     let command = describe(cmd);
     cmd.stdin(if input.is_some() {
         Stdio::piped()
@@ -160,17 +197,11 @@ fn run(cmd: &mut Command, input: Option<&[u8]>) -> Result<Vec<u8>, CommandError>
         command: command.clone(),
         source,
     })?;
-    if status.success() {
-        return Ok(out);
-    }
-    let stderr = match tail.trim() {
-        "" => last_lines(&String::from_utf8_lossy(&out)),
-        tail => tail.to_string(),
-    };
-    Err(CommandError::Failed {
+    Ok(Finished {
         command,
         status,
-        stderr,
+        stdout: out,
+        stderr: tail,
     })
 }
 

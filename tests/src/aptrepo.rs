@@ -67,6 +67,56 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    /// An ed25519 key made as if at 2020-01-01 that expired a day later: [`SigningKey::clearsign_as`]
+    /// with `--faked-system-time 20200101T120000` still signs with it.
+    pub fn generate_expired(user: &str) -> Result<Self> {
+        let home = tempfile::Builder::new().prefix("gpg").tempdir_in("/tmp")?;
+        let key = Self { home };
+        key.gpg(&[
+            "--faked-system-time",
+            "20200101T000000!",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &format!("{user} <{user}@keel.invalid>"),
+            "ed25519",
+            "sign",
+            "1d",
+        ])?;
+        Ok(key)
+    }
+
+    /// Clear-signs `input` into `output` with extra gpg arguments (e.g. `--digest-algo SHA1`
+    /// or `--faked-system-time ...`).
+    pub fn clearsign_as(&self, input: &Path, output: &Path, extra: &[&str]) -> Result<()> {
+        let (i, o) = (
+            input.to_str().context("path")?,
+            output.to_str().context("path")?,
+        );
+        let mut args = extra.to_vec();
+        args.extend(["--output", o, "--clearsign", i]);
+        self.gpg(&args)?;
+        Ok(())
+    }
+
+    /// Revokes the key with the revocation certificate gpg made with it: signatures made
+    /// before stay valid cryptographically, but the exported key is marked revoked.
+    pub fn revoke(&self) -> Result<()> {
+        let dir = self.home.path().join("openpgp-revocs.d");
+        let cert = std::fs::read_dir(&dir)?
+            .next()
+            .context("no revocation certificate")??
+            .path();
+        // gpg writes it with the armor header line commented out, against accidents.
+        let text = std::fs::read_to_string(&cert)?.replace(":-----BEGIN", "-----BEGIN");
+        let unlocked = self.home.path().join("revoke.asc");
+        std::fs::write(&unlocked, text)?;
+        self.gpg(&["--import", unlocked.to_str().context("path")?])?;
+        Ok(())
+    }
+}
+
 impl Drop for SigningKey {
     fn drop(&mut self) {
         let _ = Command::new("gpgconf")
@@ -175,6 +225,55 @@ impl AptRepo {
         let release_path = suite_dir.join("Release");
         std::fs::write(&release_path, release)?;
         key.clearsign(&release_path, &suite_dir.join("InRelease"))
+    }
+}
+
+impl AptRepo {
+    /// Publishes as [`AptRepo::publish_signed_by`], then rewrites the uncompressed and gzip
+    /// `Packages` through `edit_index`, sets (or adds) `release_fields` in `Release` (e.g.
+    /// `Valid-Until`, `Date`), and clear-signs it with `key` and the extra gpg arguments
+    /// `sign_args`. For repositories that break a rule on purpose.
+    pub fn publish_edited(
+        &self,
+        edit_index: impl FnOnce(&str) -> String,
+        release_fields: &[(&str, &str)],
+        key: &SigningKey,
+        sign_args: &[&str],
+    ) -> Result<()> {
+        // Signed again below, by `key` with `sign_args`.
+        self.publish()?;
+        let index_dir = self.index_dir();
+        let packages = std::fs::read_to_string(index_dir.join("Packages"))?;
+        std::fs::write(index_dir.join("Packages"), edit_index(&packages))?;
+        let _ = std::fs::remove_file(index_dir.join("Packages.gz"));
+        run(Command::new("gzip")
+            .args(["-9", "-n", "-k"])
+            .arg(index_dir.join("Packages")))?;
+        let suite_dir = self.root().join("dists").join(&self.suite);
+        for old in ["Release", "InRelease"] {
+            let _ = std::fs::remove_file(suite_dir.join(old));
+        }
+        let release = run(Command::new("apt-ftparchive")
+            .current_dir(&suite_dir)
+            .arg("-o")
+            .arg(format!("APT::FTPArchive::Release::Suite={}", self.suite))
+            .arg("-o")
+            .arg(format!("APT::FTPArchive::Release::Codename={}", self.suite))
+            .args(["release", "."]))?;
+        let mut text = String::from_utf8(release)?;
+        for (field, value) in release_fields {
+            let prefix = format!("{field}:");
+            let line = format!("{field}: {value}");
+            let kept: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
+            text = format!("{line}\n{}\n", kept.join("\n"));
+        }
+        let release_path = suite_dir.join("Release");
+        std::fs::write(&release_path, text)?;
+        key.clearsign_as(&release_path, &suite_dir.join("InRelease"), sign_args)
     }
 }
 

@@ -130,6 +130,7 @@ fn heavy_apt_parity_host_set() {
             packages: packages.clone(),
             exclude: vec![],
             recommends,
+            ..Default::default()
         };
         compare(
             &universe,

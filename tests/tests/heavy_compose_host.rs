@@ -42,6 +42,7 @@ fn heavy_compose_host_treefile() {
         treefile,
         repo: repo.clone(),
         cachedir: cache_root().join("compose-host"),
+        allow_older_metadata: false,
     };
     let report = pipeline::compose(&options).expect("composing treefiles/debian-host.toml");
     let commit = report.commit.as_str();

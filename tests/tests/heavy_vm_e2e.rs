@@ -124,6 +124,7 @@ fn compose_and_publish(treefile: &Path, repo: &Path, key: &SecretKey) -> pipelin
         treefile: treefile.to_path_buf(),
         repo: repo.to_path_buf(),
         cachedir: cache_root().join("compose-host"),
+        allow_older_metadata: false,
     })
     .expect("composing the overlay treefile");
     let handle = ostree::Repo::new_for_path(repo);

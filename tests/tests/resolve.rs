@@ -404,6 +404,7 @@ fn cached(f: &Fixture, packages: &[&str], locals: &[LocalRepo]) -> anyhow::Resul
         f.cache.path(),
         &request(packages),
         None,
+        &Default::default(),
     )
 }
 
@@ -464,6 +465,7 @@ fn resolve_cache_misses_on_a_changed_request_and_keeps_its_errors() {
             ..request(&["app"])
         },
         None,
+        &Default::default(),
     )
     .unwrap();
     assert!(!with_recommends.cache_hit);
@@ -569,6 +571,7 @@ fn resolve_cache_keys_locked_resolutions_on_the_lockfile() {
             f.cache.path(),
             &request(&["app"]),
             Some(&(lock.clone(), path)),
+            &Default::default(),
         )
     };
     let unlocked = cached(&f, &["app"], &[]).unwrap();

@@ -3,8 +3,8 @@
 //!
 //! What gets installed: the requested packages, every package that is `Essential: yes` or
 //! `Priority: required` (mmdebstrap's `required` variant: the essential set plus
-//! `?priority(required)`, which includes apt), and their `Pre-Depends` and `Depends`, all
-//! hard. `Recommends` only when asked, and then only as wishes: a recommended package that
+//! `?priority(required)`, which includes apt) of the repositories that form the base system
+//! ([`BaseSystem`]), and their `Pre-Depends` and `Depends`, all hard. `Recommends` only when asked, and then only as wishes: a recommended package that
 //! cannot be installed is left out, as apt does. Of several versions the highest is
 //! preferred; of alternatives the first that can be satisfied.
 
@@ -27,6 +27,30 @@ pub struct Request {
     pub exclude: Vec<String>,
     /// Also install `Recommends` where possible.
     pub recommends: bool,
+    /// Which repositories' `Essential: yes` and `Priority: required` packages are installed
+    /// without being asked for.
+    pub base_system: BaseSystem,
+}
+
+/// The repositories that form the base system (the treefile's `base-system` repos).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseSystem {
+    /// Every repository (a universe made of the distribution alone).
+    #[default]
+    AllRepos,
+    /// Only these, by repository name; none: nothing is installed unless requested (a
+    /// lockfile names every package).
+    Repos(BTreeSet<String>),
+}
+
+impl BaseSystem {
+    pub fn includes(&self, repo: &str) -> bool {
+        match self {
+            BaseSystem::AllRepos => true,
+            BaseSystem::Repos(names) => names.contains(repo),
+        }
+    }
 }
 
 /// Why no package set could be chosen. Messages name the package, the chain of packages
@@ -121,13 +145,23 @@ fn roots(provider: &Provider, request: &Request) -> Result<Vec<(String, Group)>,
             })?;
         out.push((item.clone(), vec![relation]));
     }
-    let mut base = BTreeSet::new();
+    // A name is in the base set when its highest version among the base system's
+    // repositories is Essential or required (whose fields decide, as apt's candidate
+    // version does); another repository's package of the same name may still be chosen.
+    let mut newest: HashMap<&str, &super::universe::Package> = HashMap::new();
     for package in universe.packages() {
-        if (package.essential || package.priority == "required")
-            && !provider.is_excluded(&package.name)
-            && is_newest(universe, package)
-        {
-            base.insert(package.name.clone());
+        if !request.base_system.includes(&package.repo) {
+            continue;
+        }
+        let entry = newest.entry(package.name.as_str()).or_insert(package);
+        if package.version > entry.version {
+            *entry = package;
+        }
+    }
+    let mut base = BTreeSet::new();
+    for (name, package) in newest {
+        if (package.essential || package.priority == "required") && !provider.is_excluded(name) {
+            base.insert(name.to_string());
         }
     }
     for name in base {
@@ -139,15 +173,6 @@ fn roots(provider: &Provider, request: &Request) -> Result<Vec<(String, Group)>,
         out.push((format!("{name} (essential/required)"), vec![relation]));
     }
     Ok(out)
-}
-
-/// Whether `package` is the highest version of its name (whose fields decide membership in
-/// the base set, as apt's candidate version does).
-fn is_newest(universe: &Universe, package: &super::universe::Package) -> bool {
-    universe
-        .by_name(&package.name)
-        .iter()
-        .all(|&id| universe.package(id).version <= package.version)
 }
 
 /// The best candidate of each unmet Recommends group of the chosen packages.
@@ -511,9 +536,9 @@ mod tests {
     #[test]
     fn version_clash_names_both_chains() {
         let u = universe(&[
-            "app;1;Depends: a, b",
-            "a;1;Depends: lib (>= 2)",
-            "b;1;Depends: lib (<< 2)",
+            "app;1;Depends: aa, bb",
+            "aa;1;Depends: lib (>= 2)",
+            "bb;1;Depends: lib (<< 2)",
             "lib;1",
             "lib;2",
         ]);
@@ -524,31 +549,83 @@ mod tests {
         let e = resolve(&u, &request).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "no version of lib satisfies both app -> a -> lib (>= 2) and app -> b -> lib (<< 2)"
+            "no version of lib satisfies both app -> aa -> lib (>= 2) and app -> bb -> lib (<< 2)"
         );
     }
 
     #[test]
     fn other_dead_ends_fall_back_to_the_solver_explanation() {
-        // y's first alternative clashes with x's pin and its second conflicts with x: the
+        // yy's first alternative clashes with xx's pin and its second conflicts with xx: the
         // walk along first choices sees no single culprit, the solver's account names all.
         let u = universe(&[
-            "x;1;Depends: a (= 1)",
-            "y;1;Depends: a (= 2) | b",
-            "a;1",
-            "a;2",
-            "b;1;Conflicts: x",
+            "xx;1;Depends: aa (= 1)",
+            "yy;1;Depends: aa (= 2) | bb",
+            "aa;1",
+            "aa;2",
+            "bb;1;Conflicts: xx",
         ]);
         let request = Request {
-            packages: vec!["x".into(), "y".into()],
+            packages: vec!["xx".into(), "yy".into()],
             ..Default::default()
         };
         let e = resolve(&u, &request).unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, DepsolveError::Unsolvable(_)), "{text}");
-        for name in ["x", "y", "a", "b"] {
+        for name in ["xx", "yy", "aa", "bb"] {
             assert!(text.contains(name), "{text}");
         }
+    }
+
+    #[test]
+    fn only_the_base_systems_repos_bring_their_essential_packages() {
+        let index = |repo: &str, paragraphs: &str| {
+            parse_packages(paragraphs, "http://127.0.0.1", repo, repo)
+                .unwrap()
+                .0
+        };
+        let mut packages = index(
+            "debian",
+            "Package: base-files\nVersion: 1\nArchitecture: amd64\nEssential: yes\n\
+             Filename: b1.deb\nSize: 1\nSHA256: 00\n",
+        );
+        packages.extend(index(
+            "vendor",
+            "Package: vendor-agent\nVersion: 1\nArchitecture: amd64\nFilename: a.deb\n\
+             Size: 1\nSHA256: 00\n\n\
+             Package: vendor-hook\nVersion: 1\nArchitecture: amd64\nEssential: yes\n\
+             Filename: h.deb\nSize: 1\nSHA256: 00\n\n\
+             Package: vendor-tool\nVersion: 1\nArchitecture: amd64\nPriority: required\n\
+             Filename: t.deb\nSize: 1\nSHA256: 00\n\n\
+             Package: base-files\nVersion: 2\nArchitecture: amd64\nFilename: b2.deb\n\
+             Size: 1\nSHA256: 00\n",
+        ));
+        let u = Universe::new("amd64", packages);
+        let chosen = |base_system: BaseSystem| -> Vec<String> {
+            let request = Request {
+                packages: vec!["vendor-agent".into()],
+                base_system,
+                ..Default::default()
+            };
+            resolve(&u, &request)
+                .unwrap()
+                .iter()
+                .map(|p| format!("{}={}", p.name, p.version))
+                .collect()
+        };
+        let only =
+            |names: &[&str]| BaseSystem::Repos(names.iter().map(|n| n.to_string()).collect());
+        // The vendor's newer base-files (not Essential itself) still wins the name, chosen by
+        // version as any package is; its Essential and required packages stay out.
+        assert_eq!(
+            chosen(only(&["debian"])),
+            ["base-files=2", "vendor-agent=1"]
+        );
+        assert_eq!(
+            chosen(BaseSystem::AllRepos),
+            // Across every repo the newest base-files decides, and it is not Essential.
+            ["vendor-agent=1", "vendor-hook=1", "vendor-tool=1"]
+        );
+        assert_eq!(chosen(only(&[])), ["vendor-agent=1"]);
     }
 
     #[test]

@@ -6,13 +6,17 @@
 //! ```
 
 pub mod control;
+pub mod deb_control;
 pub mod depsolve;
 pub mod download;
 pub mod index;
+pub mod index_text;
+pub mod names;
 pub mod progress;
 mod provider;
 pub mod relation;
 pub mod release;
+pub mod seen_dates;
 pub mod sources;
 pub mod universe;
 pub mod version;
@@ -49,10 +53,26 @@ pub enum AptError {
         found: String,
     },
     #[error(
-        "{url} expired at {valid_until} (Valid-Until); the mirror is stale or replayed, use a \
-         current mirror"
+        "InRelease of {url} suite {suite} expired at {valid_until} (Valid-Until); the mirror \
+         is stale or replays old metadata: use a current mirror"
     )]
-    Expired { url: String, valid_until: String },
+    Expired {
+        url: String,
+        suite: String,
+        valid_until: String,
+    },
+    #[error(
+        "InRelease of {url} suite {suite} is dated {date}, older than {last}, the Date this \
+         cache saw last: the mirror may be replaying old metadata to hide updates; use a \
+         current mirror, or pass --allow-older-metadata if you moved to an older snapshot on \
+         purpose"
+    )]
+    OlderDate {
+        url: String,
+        suite: String,
+        date: String,
+        last: String,
+    },
     #[error(
         "InRelease of {url} suite {suite} lists no {file}; check Components: and the architecture"
     )]
@@ -69,6 +89,18 @@ pub enum AptError {
     },
     #[error("{file}: {detail}")]
     Parse { file: String, detail: String },
+    #[error(
+        "repository {repo}: index {index}: {field} {value:?} is malformed: {reason}; the \
+         repository is broken or hostile, refusing it (remove it from the treefile or ask its \
+         maintainer to fix it)"
+    )]
+    BadName {
+        repo: String,
+        index: String,
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("local package {}: {detail}", .path.display())]
     Local { path: PathBuf, detail: String },
     #[error("{}: {source}", .path.display())]

@@ -1,8 +1,9 @@
 //! Every package the resolver may choose from: the verified indices of the repositories plus
 //! the local `.deb` directories, for one architecture (and `all`).
 
-use super::control::{self, Paragraph};
-use super::relation::{self, Group, Relation};
+use super::control;
+pub use super::index_text::{package_from_paragraph, parse_packages, IndexError, ParagraphError};
+use super::relation::{Group, Relation};
 use super::release::FileEntry;
 use super::sources::{LocalRepo, RepoSpec};
 use super::version::Version;
@@ -129,136 +130,6 @@ impl Universe {
     }
 }
 
-/// Turns one paragraph of an index (or `dpkg-deb -f` output) into a [`Package`].
-/// `source` is where the `.deb` is; for archive indices pass `None` to use
-/// `base_url/Filename`.
-pub fn package_from_paragraph(
-    p: &Paragraph,
-    base_url: &str,
-    repo: &str,
-    origin: &str,
-) -> Result<Package, String> {
-    let field = |name: &str| p.get(name).ok_or_else(|| format!("no {name}: field"));
-    let name = field("Package")?.to_string();
-    let in_pkg = |e: String| format!("package {name}: {e}");
-    let version: Version = field("Version")
-        .map_err(in_pkg)?
-        .parse()
-        .map_err(|e: super::version::VersionError| in_pkg(e.to_string()))?;
-    let relations = |f: &str| -> Result<Vec<Group>, String> {
-        relation::parse_field(p.get(f).unwrap_or_default())
-            .map_err(|e| format!("package {name}: {f}: {e}"))
-    };
-    let mut conflicts: Vec<Relation> = relations("Conflicts")?.into_iter().flatten().collect();
-    conflicts.extend(relations("Breaks")?.into_iter().flatten());
-    let provides = relations("Provides")?
-        .into_iter()
-        .flatten()
-        .map(|r| (r.name, r.constraint.map(|(_, v)| v)))
-        .collect();
-    let filename = field("Filename").map_err(in_pkg)?;
-    Ok(Package {
-        arch: field("Architecture").map_err(in_pkg)?.to_string(),
-        sha256: field("SHA256").map_err(in_pkg)?.to_ascii_lowercase(),
-        size: field("Size")
-            .map_err(in_pkg)?
-            .parse()
-            .map_err(|_| in_pkg("Size is not a number".into()))?,
-        source: PackageSource::Url(format!("{}/{}", base_url.trim_end_matches('/'), filename)),
-        repo: repo.to_string(),
-        origin: origin.to_string(),
-        essential: p
-            .get("Essential")
-            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
-        priority: p.get("Priority").unwrap_or("optional").to_string(),
-        pre_depends: relations("Pre-Depends")?,
-        depends: relations("Depends")?,
-        recommends: relations("Recommends")?,
-        conflicts,
-        provides,
-        version,
-        name,
-    })
-}
-
-/// Parses a whole `Packages` text; paragraphs that do not parse are skipped and their
-/// errors returned beside the packages (Debian's own tools skip them too). A big index is
-/// cut at paragraph boundaries and parsed on up to [`MAX_THREADS`] cores; the result is the
-/// same as parsing it in one go.
-pub fn parse_packages(
-    text: &str,
-    base_url: &str,
-    repo: &str,
-    origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let threads = cores.min(MAX_THREADS).min(text.len() / MIN_PIECE).max(1);
-    parse_packages_in(text, threads, base_url, repo, origin)
-}
-
-/// Threads [`parse_packages`] uses at most (bookworm's main index takes ~0.3 s on one).
-const MAX_THREADS: usize = 4;
-
-/// Smaller pieces are not worth a thread.
-const MIN_PIECE: usize = 1 << 20;
-
-/// [`parse_packages`] with `text` cut into at most `pieces` pieces, parsed concurrently
-/// and concatenated in order. A piece that fails to parse as control text makes the whole
-/// text be parsed again in one go, so the error's line number counts from its start.
-fn parse_packages_in(
-    text: &str,
-    pieces: usize,
-    base_url: &str,
-    repo: &str,
-    origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
-    let pieces = control::split_at_paragraphs(text, pieces);
-    if pieces.len() == 1 {
-        return parse_piece(text, base_url, repo, origin);
-    }
-    let results: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = pieces
-            .iter()
-            .map(|piece| scope.spawn(move || parse_piece(piece, base_url, repo, origin)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-            .collect()
-    });
-    let mut packages = Vec::new();
-    let mut skipped = Vec::new();
-    for result in results {
-        let Ok((found, errors)) = result else {
-            return parse_piece(text, base_url, repo, origin);
-        };
-        packages.extend(found);
-        skipped.extend(errors);
-    }
-    Ok((packages, skipped))
-}
-
-fn parse_piece(
-    text: &str,
-    base_url: &str,
-    repo: &str,
-    origin: &str,
-) -> Result<(Vec<Package>, Vec<String>), control::ControlError> {
-    let mut packages = Vec::new();
-    let mut skipped = Vec::new();
-    control::for_each(text, |p| {
-        match package_from_paragraph(p, base_url, repo, origin) {
-            Ok(pkg) => packages.push(pkg),
-            Err(e) => skipped.push(e),
-        }
-    })?;
-    Ok((packages, skipped))
-}
-
 /// Loads the verified indices of `specs` for `arch` (and `all`) and the `.deb` files of
 /// `locals`. Index files are cached under `cachedir/apt/`; `InRelease` is always fetched
 /// anew, so a changed repository is always noticed.
@@ -268,8 +139,27 @@ pub fn load(
     arch: &str,
     cachedir: &Path,
 ) -> Result<Universe, AptError> {
-    let suites = verify_suites(specs, arch, cachedir)?;
+    let suites = verify_suites(specs, arch, cachedir, &Freshness::default())?;
     load_verified(&suites, locals, arch, cachedir)
+}
+
+/// How old a verified `InRelease` may be: it must not have expired (`Valid-Until`) at
+/// `now`, and its `Date` must not be older than the last one the cache saw for the suite
+/// unless `allow_older` (`keel-compose tree --allow-older-metadata`).
+#[derive(Clone, Copy, Debug)]
+pub struct Freshness {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub allow_older: bool,
+}
+
+impl Default for Freshness {
+    /// Now, and no going back.
+    fn default() -> Self {
+        Self {
+            now: chrono::Utc::now(),
+            allow_older: false,
+        }
+    }
 }
 
 /// One suite of a repository whose `InRelease` was just fetched, signature-checked and found
@@ -306,11 +196,13 @@ impl VerifiedSuite {
 }
 
 /// Fetches and checks the `InRelease` of every suite of `specs` that serves `arch` (signature
-/// against the repository's keyring, suite name, `Valid-Until`). Nothing else is read.
+/// against the repository's keyring, suite name, `Valid-Until`, a `Date` not older than the
+/// last one seen, see [`Freshness`]). Nothing else is read.
 pub fn verify_suites(
     specs: &[RepoSpec],
     arch: &str,
     cachedir: &Path,
+    freshness: &Freshness,
 ) -> Result<Vec<VerifiedSuite>, AptError> {
     let mut suites = Vec::new();
     for spec in specs {
@@ -319,7 +211,7 @@ pub fn verify_suites(
         }
         for suite in &spec.suites {
             let dists = format!("{}/dists/{suite}", spec.url.trim_end_matches('/'));
-            let release = fetch_release(spec, suite, &dists, cachedir)?;
+            let release = fetch_release(spec, suite, &dists, cachedir, freshness)?;
             suites.push(VerifiedSuite {
                 spec: spec.clone(),
                 suite: suite.clone(),
@@ -355,12 +247,24 @@ pub fn load_verified(
                 suite: suite.clone(),
                 file: format!("{component}/binary-{arch}/Packages"),
             })?;
+            let file = format!("{dists}/{component}/binary-{arch}/Packages");
             let (found, _skipped) =
-                parse_packages(&text, &spec.url, &spec.name, &origin).map_err(|e| {
-                    AptError::Parse {
-                        file: format!("{dists}/{component}/binary-{arch}/Packages"),
+                parse_packages(&text, &spec.url, &spec.name, &origin).map_err(|e| match e {
+                    IndexError::BadName {
+                        field,
+                        value,
+                        reason,
+                    } => AptError::BadName {
+                        repo: spec.name.clone(),
+                        index: file.clone(),
+                        field: field.as_str(),
+                        value,
+                        reason,
+                    },
+                    IndexError::Control(e) => AptError::Parse {
+                        file: file.clone(),
                         detail: e.to_string(),
-                    }
+                    },
                 })?;
             packages.extend(found);
         }
@@ -379,6 +283,7 @@ fn fetch_release(
     suite: &str,
     dists: &str,
     cachedir: &Path,
+    freshness: &Freshness,
 ) -> Result<release::Release, AptError> {
     let url = format!("{dists}/InRelease");
     let signed = download::get(&url)?;
@@ -405,17 +310,25 @@ fn fetch_release(
         });
     }
     let expired = parsed
-        .expired(chrono::Utc::now())
+        .expired(freshness.now)
         .map_err(|detail| AptError::Parse {
             file: url.clone(),
             detail,
         })?;
     if expired {
         return Err(AptError::Expired {
-            url,
+            url: spec.url.clone(),
+            suite: suite.to_string(),
             valid_until: parsed.valid_until.unwrap_or_default(),
         });
     }
+    super::seen_dates::check_and_record(
+        cachedir,
+        &spec.url,
+        suite,
+        parsed.date.as_deref(),
+        freshness.allow_older,
+    )?;
     index::store(
         &index::cache_path(cachedir, &url, &index::sha256_hex(&signed)),
         &signed,
@@ -470,143 +383,19 @@ pub fn local_packages(local: &LocalRepo) -> Result<Vec<Package>, AptError> {
             .ok_or_else(|| local_err("empty control file".into()))?;
         let origin = format!("{} (local {})", local.name, local.path.display());
         let mut package =
-            package_from_paragraph(&paragraph, "", &local.name, &origin).map_err(local_err)?;
+            package_from_paragraph(&paragraph, "", &local.name, &origin).map_err(|e| match e {
+                ParagraphError::BadName {
+                    field,
+                    value,
+                    reason,
+                } => local_err(format!(
+                    "its {}: {value:?} is malformed: {reason}",
+                    field.as_str()
+                )),
+                ParagraphError::Skipped(e) => local_err(e),
+            })?;
         package.source = PackageSource::Path(file.clone());
         out.push(package);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const INDEX: &str = "\
-Package: a
-Version: 1.0
-Architecture: amd64
-Priority: required
-Essential: yes
-Pre-Depends: b (>= 2)
-Depends: c | d, e:any
-Breaks: f (<< 3)
-Conflicts: g
-Provides: virt (= 1.0), other
-Filename: pool/main/a/a_1.0_amd64.deb
-Size: 10
-SHA256: AB
-
-Package: a
-Version: 1.0
-Architecture: amd64
-Filename: pool/dup.deb
-Size: 1
-SHA256: cd
-
-Package: i386-only
-Version: 1
-Architecture: i386
-Filename: pool/x.deb
-Size: 1
-SHA256: ef
-
-Package: broken
-Version: not-a-version
-Architecture: all
-Filename: pool/y.deb
-Size: 1
-SHA256: 00
-";
-
-    #[test]
-    fn reads_an_index_into_a_universe() {
-        let (packages, skipped) =
-            parse_packages(INDEX, "http://m/debian/", "debian", "debian (s main)").unwrap();
-        assert_eq!(skipped.len(), 1);
-        assert!(skipped[0].contains("broken"), "{skipped:?}");
-        let u = Universe::new("amd64", packages);
-        assert_eq!(u.packages().len(), 1, "duplicate and foreign arch dropped");
-        let a = u.package(u.by_name("a")[0]);
-        assert_eq!(
-            a.source,
-            PackageSource::Url("http://m/debian/pool/main/a/a_1.0_amd64.deb".into())
-        );
-        assert_eq!(a.sha256, "ab");
-        assert!(a.essential);
-        assert_eq!(a.priority, "required");
-        assert_eq!(a.pre_depends.len(), 1);
-        assert_eq!(a.depends.len(), 2);
-        assert_eq!(a.depends[0].len(), 2);
-        assert_eq!(a.conflicts.len(), 2);
-        assert_eq!(u.providers("virt"), &[0]);
-        assert_eq!(u.providers("other"), &[0]);
-        assert_eq!(
-            a.provides[0].1.as_ref().map(|v| v.to_string()),
-            Some("1.0".into())
-        );
-        assert_eq!(u.origins(), ["debian (s main)"]);
-        assert!(u.by_name("nope").is_empty());
-    }
-
-    /// An index whose paragraphs end in every way `control::parse` allows, with packages
-    /// that fail to parse among them.
-    fn awkward_index(count: usize) -> String {
-        let mut text = String::new();
-        let ends = [
-            "\n\n",
-            "\n  \n",
-            "\n\t\n\n",
-            "\r\n\r\n",
-            "\n \n# comment\n\n",
-        ];
-        for i in 0..count {
-            let version = if i % 7 == 3 { "bad version" } else { "1.0" };
-            text.push_str(&format!(
-                "Package: p{i}\nVersion: {version}\nArchitecture: amd64\n\
-                 Depends: p{} (>= 1) | other, libc6\nDescription: p{i}\n long\n .\n text\n\
-                 Filename: pool/p{i}.deb\nSize: {i}\nSHA256: {i:064x}",
-                i + 1
-            ));
-            if i + 1 < count {
-                text.push_str(ends[i % ends.len()]);
-            }
-        }
-        text
-    }
-
-    #[test]
-    fn parallel_parse_equals_sequential_parse() {
-        let text = awkward_index(60);
-        assert!(!text.ends_with('\n'), "the last paragraph has no newline");
-        let (packages, skipped) = parse_piece(&text, "http://127.0.0.1/", "r", "o").unwrap();
-        assert_eq!(packages.len() + skipped.len(), 60);
-        assert_eq!(skipped.len(), 9);
-        for pieces in [2, 3, 4, 7, 60, 100] {
-            let (got, got_skipped) =
-                parse_packages_in(&text, pieces, "http://127.0.0.1/", "r", "o").unwrap();
-            assert_eq!(
-                format!("{got:?}"),
-                format!("{packages:?}"),
-                "{pieces} pieces"
-            );
-            assert_eq!(got_skipped, skipped, "{pieces} pieces");
-        }
-    }
-
-    #[test]
-    fn parallel_parse_reports_control_errors_with_whole_text_line_numbers() {
-        let mut text = awkward_index(20);
-        text.push_str("\n\n continuation without a field\n");
-        let want = parse_piece(&text, "", "r", "o").unwrap_err();
-        assert!(
-            matches!(want, control::ControlError::OrphanContinuation { line, .. } if line > 100),
-            "{want}"
-        );
-        for pieces in [2, 4, 8] {
-            assert_eq!(
-                parse_packages_in(&text, pieces, "", "r", "o").unwrap_err(),
-                want
-            );
-        }
-    }
 }

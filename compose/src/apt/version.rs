@@ -27,6 +27,11 @@ pub enum VersionError {
     NoLeadingDigit(String),
     #[error("version {0:?}: contains {1:?}, allowed are letters, digits and . + ~ - :")]
     BadChar(String, char),
+    #[error(
+        "version {0:?}: the Debian revision after the last '-' is empty or holds {1:?}; it \
+         allows only letters, digits and . + ~"
+    )]
+    BadRevision(String, String),
 }
 
 impl FromStr for Version {
@@ -38,6 +43,10 @@ impl FromStr for Version {
             return Err(VersionError::Empty(s.to_string()));
         }
         let (epoch, rest_start) = match text.split_once(':') {
+            // Digits only: `u32::from_str` would also take a leading `+`.
+            Some((e, _)) if e.is_empty() || !e.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(VersionError::BadEpoch(text.to_string()))
+            }
             Some((e, _)) => (
                 e.parse::<u32>()
                     .map_err(|_| VersionError::BadEpoch(text.to_string()))?,
@@ -61,6 +70,14 @@ impl FromStr for Version {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '~' | '-' | ':')))
         {
             return Err(VersionError::BadChar(text.to_string(), c));
+        }
+        // Debian policy 5.6.12: a revision, when there is a '-', is not empty and has no ':'.
+        let revision_text = &text[revision.clone()];
+        if rest.contains('-') && (revision_text.is_empty() || revision_text.contains(':')) {
+            return Err(VersionError::BadRevision(
+                text.to_string(),
+                revision_text.to_string(),
+            ));
         }
         Ok(Self {
             epoch,
@@ -297,6 +314,24 @@ mod tests {
             Err(VersionError::BadChar(_, ' '))
         ));
         assert_eq!(v("1:2.0-3").to_string(), "1:2.0-3");
+        // Debian policy 5.6.12, table-driven: (version, valid).
+        let cases = [
+            ("1.0", true),
+            ("0:1.0-1", true),
+            ("2:1.0~rc1+dfsg-3.1~deb12u1", true),
+            ("1:2:3-4", true),
+            ("1.0-1-2", true),
+            ("+1:1.0", false),
+            (":1.0", false),
+            ("1.0-", false),
+            ("1.0-1:2", false),
+            ("1.0_1", false),
+            ("1.0/../x", false),
+            ("a1.0", false),
+        ];
+        for (text, valid) in cases {
+            assert_eq!(text.parse::<Version>().is_ok(), valid, "{text:?}");
+        }
     }
 
     #[test]

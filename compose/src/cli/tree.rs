@@ -28,6 +28,12 @@ pub struct TreeArgs {
     #[arg(long, default_value = "/var/cache/keel-compose")]
     pub cachedir: PathBuf,
 
+    /// Accept a repository's InRelease whose Date is older than the last one this cache saw
+    /// (after moving to an older snapshot on purpose); without it, that is refused as a
+    /// possible replay.
+    #[arg(long)]
+    pub allow_older_metadata: bool,
+
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -41,6 +47,7 @@ pub fn run(args: TreeArgs) -> anyhow::Result<()> {
         treefile: args.treefile,
         repo: args.repo,
         cachedir: args.cachedir,
+        allow_older_metadata: args.allow_older_metadata,
     };
     let report = pipeline::compose_with(&options, &args.release)?;
     if args.json {

@@ -6,6 +6,7 @@
 pub mod inputs;
 pub mod lockfile;
 pub mod publish;
+pub mod servable;
 pub mod signing;
 pub mod steps;
 pub mod version;

@@ -69,6 +69,7 @@ pub fn publish(
     }
     let deltas = generate_deltas(&super::repo_dir(repo), &froms, commit)?;
     update_summary(repo, opts.sign_key.as_ref())?;
+    super::servable::make_servable(&super::repo_dir(repo))?;
     Ok(PublishReport {
         commit_signed: opts.sign_key.is_some(),
         summary_signed: opts.sign_key.is_some(),

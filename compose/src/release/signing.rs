@@ -128,6 +128,9 @@ pub fn sign_summary(repo_dir: &Path, key: &SecretKey, fresh: bool) -> Result<(),
     };
     let mut tmp = tempfile::NamedTempFile::new_in(repo_dir).map_err(io)?;
     std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
+    // Served as it is: a temp file is 0600, which a web server of another user cannot read.
+    let servable = std::os::unix::fs::PermissionsExt::from_mode(super::servable::FILE_MODE);
+    tmp.as_file().set_permissions(servable).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(&sig_path).map_err(|e| io(e.error))?;
     Ok(())

@@ -105,6 +105,8 @@ pub fn resolve_locked(
         packages: lock.pinned_request(),
         exclude: Vec::new(),
         recommends: false,
+        // The lockfile names every package, the base system's included.
+        base_system: depsolve::BaseSystem::Repos(Default::default()),
     };
     let resolved = depsolve::resolve(universe, &request)
         .with_context(|| format!("resolving the locked packages of {}", path.display()))?;

@@ -55,6 +55,9 @@ struct RepoView<'a> {
     /// their canonical form (and hash).
     #[serde(skip_serializing_if = "Option::is_none")]
     layer: Option<&'static str>,
+    /// Likewise only when it differs from the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_system: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -78,6 +81,7 @@ pub fn render(treefile: &Treefile, base: &Path) -> String {
         Ok(relative) => relative.display().to_string(),
         Err(_) => path.display().to_string(),
     };
+    let default_base = super::default_base_system(&treefile.repos);
     let repos = treefile
         .repos
         .iter()
@@ -92,7 +96,12 @@ pub fn render(treefile: &Treefile, base: &Path) -> String {
                 keyring: None,
                 path: None,
                 layer: None,
+                base_system: None,
             };
+            let base = treefile.base_system_repos.contains(repo.name());
+            if base != default_base.contains(repo.name()) {
+                view.base_system = Some(base);
+            }
             let layer = if treefile.top_layer_repos.contains(repo.name()) {
                 RepoLayer::Top
             } else {

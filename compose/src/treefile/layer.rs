@@ -21,13 +21,20 @@ pub struct LoadedAddFile {
     pub content: Vec<u8>,
 }
 
+/// The keys of a `[[repos]]` entry that say how its packages are used, as set in one file.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RepoKeys {
+    pub layer: Option<RepoLayer>,
+    pub base_system: Option<bool>,
+}
+
 /// What one file contributes to the merged treefile. `None` and empty lists contribute nothing.
 #[derive(Debug, Default)]
 pub struct Layer {
     pub reference: Option<String>,
     pub automatic_version_prefix: Option<String>,
-    /// Each repo with its `layer` key, if set.
-    pub repos: Vec<(Repo, Option<RepoLayer>)>,
+    /// Each repo with its `layer` and `base-system` keys, if set.
+    pub repos: Vec<(Repo, RepoKeys)>,
     pub packages: Vec<String>,
     pub exclude_packages: Vec<String>,
     pub recommends: Option<bool>,
@@ -119,6 +126,7 @@ pub fn resolve(
     for repo in raw.repos.unwrap_or_default() {
         let span = repo.span();
         let layer_key = repo.get_ref().layer.clone();
+        let base_system = repo.get_ref().base_system;
         let repo = cx.repo(repo)?;
         let repo_layer = match layer_key {
             None => None,
@@ -146,7 +154,13 @@ pub fn resolve(
                 format!("two repos are named `{name}` in this file; give each its own name"),
             ));
         }
-        layer.repos.push((repo, repo_layer));
+        layer.repos.push((
+            repo,
+            RepoKeys {
+                layer: repo_layer,
+                base_system,
+            },
+        ));
     }
     let mut dests = HashSet::new();
     for add in raw.add_files.unwrap_or_default() {

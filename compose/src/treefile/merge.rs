@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::error::{Location, TreefileError};
-use super::layer::{Layer, LoadedAddFile};
+use super::layer::{Layer, LoadedAddFile, RepoKeys};
 use super::{Initramfs, PasswdPolicy, Postprocess, Repo, RepoLayer, Treefile};
 
 /// dracut modules of the fast configuration measured in DESIGN.md.
@@ -44,7 +44,7 @@ pub type FileData = (u32, Vec<u8>);
 pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>), TreefileError> {
     let mut reference = None;
     let mut automatic_version_prefix = None;
-    let mut repos: Vec<(Repo, Option<RepoLayer>)> = Vec::new();
+    let mut repos: Vec<(Repo, RepoKeys)> = Vec::new();
     let mut packages: Vec<String> = Vec::new();
     let mut exclude_packages = Vec::new();
     let mut recommends = false;
@@ -135,10 +135,20 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>)
         .unzip();
     let top_layer_repos = repos
         .iter()
-        .filter(|(repo, layer)| layer.unwrap_or(repo.default_layer()) == RepoLayer::Top)
+        .filter(|(repo, keys)| keys.layer.unwrap_or(repo.default_layer()) == RepoLayer::Top)
         .map(|(repo, _)| repo.name().to_string())
         .collect();
-    let repos = repos.into_iter().map(|(repo, _)| repo).collect();
+    let repos_only: Vec<Repo> = repos.iter().map(|(repo, _)| repo.clone()).collect();
+    let default_base = super::default_base_system(&repos_only);
+    let base_system_repos = repos
+        .iter()
+        .filter(|(repo, keys)| {
+            keys.base_system
+                .unwrap_or_else(|| default_base.contains(repo.name()))
+        })
+        .map(|(repo, _)| repo.name().to_string())
+        .collect();
+    let repos = repos_only;
     let to_strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
     let treefile = Treefile {
         path: top.to_path_buf(),
@@ -146,6 +156,7 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>)
         automatic_version_prefix,
         repos,
         top_layer_repos,
+        base_system_repos,
         packages,
         exclude_packages,
         recommends,

@@ -7,6 +7,8 @@
 //! depth-first (a cycle is an error naming the chain), merges the files ([`merge`]) and
 //! renders the result as canonical TOML with a hash over every input ([`canonical`]).
 
+#[cfg(test)]
+mod base_system_tests;
 mod canonical;
 mod error;
 mod layer;
@@ -42,6 +44,10 @@ pub struct Treefile {
     /// Names of the repos whose packages start the top layer (key `layer`, by default the
     /// `path` repos; see `install::layers`).
     pub top_layer_repos: BTreeSet<String>,
+    /// Names of the repos that form the base system: only their `Essential: yes` and
+    /// `Priority: required` packages are installed without being asked for (key
+    /// `base-system`; see [`default_base_system`]).
+    pub base_system_repos: BTreeSet<String>,
     /// `name` or `name=version`.
     pub packages: Vec<String>,
     pub exclude_packages: Vec<String>,
@@ -112,6 +118,27 @@ impl Repo {
             Repo::Apt(apt) => &apt.name,
         }
     }
+}
+
+/// The repos that form the base system when they do not say (`base-system`): the
+/// `machine-sources` repos, or, in a treefile without one, the first `url` repo. A local
+/// `path` repo never does by default. So a repository added for a few packages does not
+/// bring its Essential set into the tree.
+pub fn default_base_system(repos: &[Repo]) -> BTreeSet<String> {
+    let machine: BTreeSet<String> = repos
+        .iter()
+        .filter(|r| matches!(r, Repo::Machine { .. }))
+        .map(|r| r.name().to_string())
+        .collect();
+    if !machine.is_empty() {
+        return machine;
+    }
+    repos
+        .iter()
+        .find(|r| matches!(r, Repo::Apt(_)))
+        .map(|r| r.name().to_string())
+        .into_iter()
+        .collect()
 }
 
 /// An explicit apt repository.

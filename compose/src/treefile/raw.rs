@@ -39,6 +39,7 @@ pub struct RawRepo {
     pub keyring: Option<Spanned<String>>,
     pub path: Option<Spanned<String>>,
     pub layer: Option<Spanned<String>>,
+    pub base_system: Option<bool>,
 }
 
 /// An `[[add-files]]` entry.
