@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use keel_updater::config::RemoteConfig;
-use keel_updater::host::Host;
+use keel_host::config::RemoteConfig;
+use keel_host::host::Host;
 
 /// Where the host fetches updates and which keys it trusts.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct RemoteSpec {
 }
 
 /// The name an image's remote gets unless told otherwise (the agent's default too).
-pub const DEFAULT_REMOTE: &str = keel_updater::config::DEFAULT_REMOTE_NAME;
+pub const DEFAULT_REMOTE: &str = keel_host::config::DEFAULT_REMOTE_NAME;
 
 /// Configures `spec` for following `reference` in the sysroot at `sysroot` (its default
 /// deployment gets the /etc files).
@@ -30,7 +30,7 @@ pub fn configure(spec: &RemoteSpec, reference: &str, sysroot: &Path) -> anyhow::
         url: spec.url.clone(),
         reference: reference.to_string(),
     };
-    keel_updater::cli::remote::add(&host, &remote, &spec.trusted_keys).with_context(|| {
+    keel_host::remote::add(&host, &remote, &spec.trusted_keys).with_context(|| {
         format!(
             "configuring remote {} ({}) with keys from {}",
             spec.name,

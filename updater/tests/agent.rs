@@ -4,12 +4,12 @@
 
 use keel_common::keys::SecretKey;
 use keel_common::sign;
+use keel_host::config::RemoteConfig;
+use keel_host::etc_plan::DefaultChange;
+use keel_host::host::{Host, OVERRIDE_COMMIT};
+use keel_host::status::{self, SignatureState};
+use keel_host::{cleanup, deploy, etc, kargs, pin, remote, rollback};
 use keel_tests::sysroot::{TestSysroot, TreeBuilder};
-use keel_updater::cli::{cleanup, deploy, etc, kargs, pin, remote, rollback};
-use keel_updater::config::RemoteConfig;
-use keel_updater::etc_plan::DefaultChange;
-use keel_updater::host::{Host, OVERRIDE_COMMIT};
-use keel_updater::status::{self, SignatureState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -31,8 +31,8 @@ pub struct Global {
 
 impl Global {
     /// Opens the host these options name.
-    pub fn host(&self) -> anyhow::Result<crate::host::Host> {
-        crate::host::Host::open(self.sysroot.as_deref())
+    pub fn host(&self) -> anyhow::Result<keel_host::host::Host> {
+        keel_host::host::Host::open(self.sysroot.as_deref())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::upgrade::{Mode, Request};
+use keel_host::upgrade::{Mode, Request};
 
 /// Switch to another ref of the configured remote and follow it from now on.
 ///

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use ostree::gio::{self, prelude::*};
 
-use crate::pull::PullProgress;
-use crate::upgrade::{self, human_bytes, Mode, Request};
+use keel_host::pull::PullProgress;
+use keel_host::upgrade::{self, human_bytes, Mode, Request};
 
 /// Update to the newest commit of the ref this host follows.
 ///
@@ -88,7 +88,7 @@ pub(crate) fn execute(
         print!("{}", report.render());
     }
     if reboot && report.deployed {
-        crate::host::reboot(&host, "the staged update")?;
+        keel_host::host::reboot(&host, "the staged update")?;
     }
     Ok(())
 }

@@ -7,11 +7,11 @@ pub use std::process::Command;
 
 pub use keel_common::keys::SecretKey;
 pub use keel_common::sign;
+pub use keel_host::config::RemoteConfig;
+pub use keel_host::host::Host;
+pub use keel_host::upgrade::{self, Mode, Report, Request};
 pub use keel_tests::http::{Fault, FileServer};
 pub use keel_tests::sysroot::{run, TestSysroot, TreeBuilder};
-pub use keel_updater::config::RemoteConfig;
-pub use keel_updater::host::Host;
-pub use keel_updater::upgrade::{self, Mode, Report, Request};
 pub use ostree::gio::prelude::*;
 pub use ostree::{gio, glib};
 
@@ -98,7 +98,7 @@ impl World {
             url: world.server.url().into(),
             reference: REF.into(),
         };
-        keel_updater::cli::remote::add(&world.host(), &remote, &keys).unwrap();
+        keel_host::remote::add(&world.host(), &remote, &keys).unwrap();
         world.server.reset_counters();
         world
     }
