@@ -7,5 +7,6 @@
 pub mod cancel;
 pub mod keys;
 pub mod meta;
+pub mod ostree_ref;
 pub mod progress;
 pub mod sign;

@@ -4,9 +4,17 @@
 use crate::host::Host;
 use crate::verify::{format_time, parse_commit, CommitInfo};
 use anyhow::{bail, Context, Result};
+use keel_common::cancel::Cancel;
+use keel_common::progress::Progress;
 
 /// Finds `target` and deploys it over the followed ref; returns the commit deployed.
-pub fn deploy(host: &Host, target: &str, allow_downgrade: bool) -> Result<CommitInfo> {
+pub fn deploy(
+    host: &Host,
+    target: &str,
+    allow_downgrade: bool,
+    cancel: &Cancel,
+    progress: &dyn Progress,
+) -> Result<CommitInfo> {
     let reference = host
         .reference_deployment()
         .context("no deployment yet: deploy a first commit with `keel upgrade` or an image")?;
@@ -31,7 +39,7 @@ pub fn deploy(host: &Host, target: &str, allow_downgrade: bool) -> Result<Commit
             format_time(current.timestamp)
         );
     }
-    host.deploy(&found.checksum, &refspec, None)?;
+    host.deploy(&found.checksum, &refspec, None, cancel, progress)?;
     Ok(found)
 }
 

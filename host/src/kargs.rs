@@ -2,6 +2,8 @@
 
 use crate::host::Host;
 use anyhow::{bail, Context, Result};
+use keel_common::cancel::Cancel;
+use keel_common::progress::Progress;
 use ostree::glib;
 
 /// The edits, in the order they apply.
@@ -30,7 +32,12 @@ pub fn current(host: &Host) -> Result<Vec<String>> {
 }
 
 /// Deploys the base deployment's commit again with edited arguments; returns them.
-pub fn change(host: &Host, edits: &Edits) -> Result<Vec<String>> {
+pub fn change(
+    host: &Host,
+    edits: &Edits,
+    cancel: &Cancel,
+    progress: &dyn Progress,
+) -> Result<Vec<String>> {
     let base = base(host)?;
     let new = edit(&Host::kargs(&base), edits)?;
     let origin = glib::KeyFile::new();
@@ -39,7 +46,7 @@ pub fn change(host: &Host, edits: &Edits) -> Result<Vec<String>> {
             .load_from_data(&o.to_data(), glib::KeyFileFlags::KEEP_COMMENTS)
             .context("copying the deployment's origin")?;
     }
-    host.deploy_with_origin(&base.csum(), &origin, Some(&new))?;
+    host.deploy_with_origin(&base.csum(), &origin, Some(&new), cancel, progress)?;
     Ok(new)
 }
 

@@ -14,6 +14,7 @@ pub mod host;
 pub mod kargs;
 pub mod keys;
 pub mod pin;
+pub mod provision;
 pub mod pull;
 pub mod remote;
 pub mod rollback;

@@ -18,12 +18,6 @@ pub fn add(host: &Host, remote: &RemoteConfig, key_file: &Path) -> Result<()> {
             remote.name
         );
     }
-    if remote.reference.is_empty() || remote.reference.contains(':') {
-        bail!(
-            "ref {:?} must be non-empty and without ':' (the remote is given by --name)",
-            remote.reference
-        );
-    }
     if !host.is_booted() && host.deployments().is_empty() {
         bail!(
             "{} has no deployment yet: deploy a first commit, then add the remote (its \

@@ -198,12 +198,14 @@ fn corrupted_objects_on_the_server_are_refused() {
 fn rebase_switches_ref_origin_and_config() {
     let w = World::new(1024);
     let other = w.publish(tree("t1", 1024), OTHER_REF);
-    let check = w.upgrade(&Request::rebase(OTHER_REF, Mode::Check)).unwrap();
+    let check = w
+        .upgrade(&Request::rebase(&OTHER_REF.parse().unwrap(), Mode::Check))
+        .unwrap();
     assert!(check.rebase);
     assert!(!w.client_has_commit(&other));
 
     let report = w
-        .upgrade(&Request::rebase(OTHER_REF, Mode::Deploy))
+        .upgrade(&Request::rebase(&OTHER_REF.parse().unwrap(), Mode::Deploy))
         .unwrap();
     assert!(report.deployed);
     let (deployments, refs) = w.state();
@@ -217,7 +219,7 @@ fn rebase_switches_ref_origin_and_config() {
     );
     let host = w.host();
     let config = keel_host::config::load(&host.config_root()).unwrap();
-    assert_eq!(config.remote.unwrap().reference, OTHER_REF);
+    assert_eq!(config.remote.unwrap().reference.as_str(), OTHER_REF);
 
     // From now on `keel upgrade` follows the new ref.
     let next = w.publish(tree("t2", 1024), OTHER_REF);
@@ -236,7 +238,10 @@ fn rebase_switches_ref_origin_and_config() {
     w.refresh_summary();
     let before = w.state();
     let err = w
-        .upgrade(&Request::rebase("keel/test/x86_64/alias", Mode::Deploy))
+        .upgrade(&Request::rebase(
+            &"keel/test/x86_64/alias".parse().unwrap(),
+            Mode::Deploy,
+        ))
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("not to the followed ref keel/test/x86_64/alias"),

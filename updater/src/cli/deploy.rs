@@ -1,7 +1,9 @@
 //! `keel deploy VERSION|CHECKSUM`: deploy a commit already in the local repo, e.g. to go back
 //! to an older version on purpose.
 
+use super::progress::Bar;
 use anyhow::Result;
+use keel_common::cancel::Cancel;
 
 /// Deploy a commit of the followed ref that is already in the local repo.
 ///
@@ -20,9 +22,11 @@ pub struct Args {
     pub allow_downgrade: bool,
 }
 
-pub fn run(args: Args, global: &super::Global) -> Result<()> {
+pub fn run(args: Args, global: &super::Global, cancel: &Cancel) -> Result<()> {
     let host = global.host()?;
-    let info = keel_host::deploy::deploy(&host, &args.target, args.allow_downgrade)?;
+    let bar = Bar::new(false);
+    let info = keel_host::deploy::deploy(&host, &args.target, args.allow_downgrade, cancel, &bar)?;
+    bar.finish();
     let how = if host.is_booted() {
         "staged; it boots next"
     } else {

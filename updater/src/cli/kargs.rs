@@ -1,6 +1,8 @@
 //! `keel kargs`: show or change the kernel arguments, through a new deployment.
 
+use super::progress::Bar;
 use anyhow::Result;
+use keel_common::cancel::Cancel;
 use keel_host::kargs::{self, Edits};
 
 /// Show the kernel arguments, or change them in a new deployment of the same commit.
@@ -25,7 +27,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args, global: &super::Global) -> Result<()> {
+pub fn run(args: Args, global: &super::Global, cancel: &Cancel) -> Result<()> {
     let host = global.host()?;
     let edits = Edits {
         delete: args.delete,
@@ -35,7 +37,9 @@ pub fn run(args: Args, global: &super::Global) -> Result<()> {
     let kargs = if edits.is_empty() {
         kargs::current(&host)?
     } else {
-        let new = kargs::change(&host, &edits)?;
+        let bar = Bar::new(args.json);
+        let new = kargs::change(&host, &edits, cancel, &bar)?;
+        bar.finish();
         let how = if host.is_booted() {
             "staged; they apply at the next boot"
         } else {

@@ -23,7 +23,7 @@ pub struct AddArgs {
     pub url: String,
     /// The ref to follow, e.g. keel/bookworm/x86_64/stable.
     #[arg(long = "ref", value_name = "REF")]
-    pub reference: String,
+    pub reference: keel_common::ostree_ref::OstreeRef,
     /// A file of base64 ed25519 public keys (one per line) that sign the commits.
     #[arg(long, value_name = "FILE")]
     pub trusted_keys: PathBuf,
