@@ -1,6 +1,6 @@
-//! ostree refs and commit checksums as types that are valid once parsed: a `String` that went
-//! through [`OstreeRef::from_str`] is a ref libostree accepts, so nothing downstream checks it
-//! again. clap and serde parse straight into them.
+//! ostree refs as a type that is valid once parsed: an [`OstreeRef`] went through
+//! [`OstreeRef::from_str`], so it is a ref libostree accepts and nothing downstream checks it
+//! again. clap and serde parse straight into it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +10,7 @@ use std::str::FromStr;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OstreeRef(String);
 
-/// Why a string is not a ref or a checksum; the message says what a valid one looks like.
+/// Why a string is not a ref; the message says what a valid one looks like.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     #[error("a ref must not be empty; write e.g. \"keel/bookworm/x86_64/host\"")]
@@ -21,8 +21,6 @@ pub enum ParseError {
          digits, `-`, `.` and `_`"
     )]
     InvalidRef(String),
-    #[error("`{0}` is not a commit checksum: expected 64 lowercase hex digits")]
-    InvalidChecksum(String),
 }
 
 impl OstreeRef {
@@ -82,34 +80,6 @@ impl<'de> serde::Deserialize<'de> for OstreeRef {
     }
 }
 
-/// A full commit checksum: the SHA-256 of the commit object, 64 lowercase hex digits.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Checksum(String);
-
-impl Checksum {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Checksum {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-        if s.len() != 64 || !s.chars().all(hex) {
-            return Err(ParseError::InvalidChecksum(s.to_string()));
-        }
-        Ok(Self(s.to_string()))
-    }
-}
-
-impl fmt::Display for Checksum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,14 +114,6 @@ mod tests {
         assert!(err.contains("no `remote:` prefix"), "{err}");
         let empty = "".parse::<OstreeRef>().unwrap_err().to_string();
         assert!(empty.contains("must not be empty"), "{empty}");
-    }
-
-    #[test]
-    fn checksums_are_64_lowercase_hex_digits() {
-        assert!("a".repeat(64).parse::<Checksum>().is_ok());
-        assert!("A".repeat(64).parse::<Checksum>().is_err());
-        assert!("a".repeat(63).parse::<Checksum>().is_err());
-        assert!("g".repeat(64).parse::<Checksum>().is_err());
     }
 
     #[test]
