@@ -319,6 +319,8 @@ pub fn pull_content(
         let handler = async_progress.connect_changed(move |p| {
             let _ = sender.send(snapshot(p, start));
         });
+        // Dropping the handler drops the sender, which ends the thread (on a panic too).
+        let _connected = Connected(&async_progress, Some(handler));
         let result = repo.pull_with_options(
             request.remote,
             &options.end(),
@@ -326,8 +328,6 @@ pub fn pull_content(
             Some(&cancellable(cancel)),
         );
         async_progress.finish();
-        // Drops the handler and with it the sender, which ends the thread.
-        async_progress.disconnect(handler);
         result
     });
     let last = snapshot(&async_progress, start);
@@ -337,6 +337,17 @@ pub fn pull_content(
         progress: last,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A signal handler on the progress object, disconnected on drop.
+struct Connected<'a>(&'a ostree::AsyncProgress, Option<glib::SignalHandlerId>);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        if let Some(handler) = self.1.take() {
+            self.0.disconnect(handler);
+        }
+    }
 }
 
 fn snapshot(p: &ostree::AsyncProgress, start: Instant) -> PullProgress {
