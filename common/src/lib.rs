@@ -9,5 +9,6 @@ pub mod cancel;
 pub mod fleetlock;
 pub mod keys;
 pub mod meta;
+pub mod ostree_ref;
 pub mod progress;
 pub mod sign;

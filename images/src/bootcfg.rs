@@ -5,6 +5,8 @@
 pub const BOOT_LABEL: &str = "keel-boot";
 /// Filesystem label of the root partition (the ostree sysroot).
 pub const ROOT_LABEL: &str = "keel-root";
+/// The repo's `sysroot.bootloader`: libostree writes syslinux entries, which extlinux reads.
+pub const BOOTLOADER: &str = "syslinux";
 /// Where extlinux lives on the /boot filesystem; libostree's syslinux backend is active when
 /// `boot/syslinux/syslinux.cfg` exists in the sysroot.
 pub const SYSLINUX_DIR: &str = "syslinux";

@@ -10,6 +10,11 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::Context;
+use keel_common::cancel::Cancel;
+use keel_common::ostree_ref::OstreeRef;
+use keel_common::progress::Progress;
+use keel_host::provision;
+use keel_host::Host;
 
 use crate::bootcfg;
 use crate::cmd;
@@ -53,7 +58,7 @@ impl fmt::Display for Format {
 pub struct ImageSpec {
     /// The ostree repository holding the commit.
     pub repo: PathBuf,
-    pub reference: String,
+    pub reference: OstreeRef,
     pub format: Format,
     /// Disk size in bytes.
     pub size: u64,
@@ -72,7 +77,7 @@ pub struct ImageSpec {
 pub struct ImageReport {
     pub output: PathBuf,
     pub format: Format,
-    pub reference: String,
+    pub reference: OstreeRef,
     pub commit: String,
     pub layout: Layout,
     pub kernel_args: Vec<String>,
@@ -99,8 +104,12 @@ impl ImageReport {
 }
 
 /// Builds the image described by `spec`. Needs root (loop devices, mount) and the tools
-/// `ci/deps` installs.
-pub fn build(spec: &ImageSpec) -> anyhow::Result<ImageReport> {
+/// `ci/deps` installs. `progress` hears each step; `cancel` stops the pull and the deploy.
+pub fn build(
+    spec: &ImageSpec,
+    cancel: &Cancel,
+    progress: &dyn Progress,
+) -> anyhow::Result<ImageReport> {
     let started = Instant::now();
     let layout = Layout::plan(spec.size, spec.boot_size)?;
     let out_dir = match spec.output.parent() {
@@ -117,24 +126,42 @@ pub fn build(spec: &ImageSpec) -> anyhow::Result<ImageReport> {
         .prefix(&format!(".{out_name}."))
         .tempdir_in(&out_dir)
         .with_context(|| format!("creating a scratch directory in {}", out_dir.display()))?;
-    let scratch = ScratchDir(scratch.keep());
+    let scratch = ScratchDir {
+        path: scratch.keep(),
+        progress,
+    };
 
     let remote_name = spec
         .remote
         .as_ref()
         .map_or(remote::DEFAULT_REMOTE, |r| r.name.as_str());
     let kargs = bootcfg::kernel_args(&spec.kargs);
-    let sysroot_dir = scratch.0.join("sysroot");
+    let sysroot_dir = scratch.path.join("sysroot");
     fs::create_dir(&sysroot_dir).with_context(|| format!("creating {}", sysroot_dir.display()))?;
-    eprintln!("image: deploying {} into a new sysroot", spec.reference);
-    let deployed = sysroot::create(
-        &sysroot_dir,
+    progress.message(&format!(
+        "image: deploying {} into a new sysroot",
+        spec.reference
+    ));
+    provision::init_sysroot(&sysroot_dir, &spec.osname, Some(bootcfg::BOOTLOADER))?;
+    let host = Host::open(Some(&sysroot_dir))?;
+    provision::pull_local(
+        &host,
         &spec.repo,
         &spec.reference,
-        &spec.osname,
+        remote_name,
+        cancel,
+        progress,
+    )?;
+    sysroot::seed_syslinux(&sysroot_dir.join("boot"))?;
+    let deployed = provision::first_deploy(
+        &host,
+        &spec.reference,
         remote_name,
         &kargs,
+        cancel,
+        progress,
     )?;
+    drop(host);
     sysroot::add_boot_to_fstab(&deployed.deployment)?;
     if let Some(remote_spec) = &spec.remote {
         remote::configure(remote_spec, &spec.reference, &sysroot_dir)?;
@@ -142,22 +169,22 @@ pub fn build(spec: &ImageSpec) -> anyhow::Result<ImageReport> {
 
     // The /boot partition's content leaves the sysroot; its empty directory stays as the
     // mount point.
-    let boot_dir = scratch.0.join("boot");
+    let boot_dir = scratch.path.join("boot");
     fs::rename(sysroot_dir.join("boot"), &boot_dir).context("moving boot out of the sysroot")?;
     fs::create_dir(sysroot_dir.join("boot")).context("recreating the sysroot's boot")?;
 
     let tree_bytes = sysroot::disk_usage(&sysroot_dir)?;
     layout::check_fits(tree_bytes, &layout)?;
 
-    let disk = scratch.0.join("disk.raw");
-    eprintln!(
+    let disk = scratch.path.join("disk.raw");
+    progress.message(&format!(
         "image: writing a {} MiB disk ({} MiB of tree)",
         layout.disk_size / layout::MIB,
         tree_bytes / layout::MIB
-    );
-    write_disk(&disk, &layout, &boot_dir, &sysroot_dir)?;
+    ));
+    write_disk(&disk, &layout, &boot_dir, &sysroot_dir, progress)?;
 
-    let staged = scratch.0.join("image.out");
+    let staged = scratch.path.join("image.out");
     match spec.format {
         Format::Raw => fs::rename(&disk, &staged).context("staging the raw image")?,
         Format::Qcow2 => {
@@ -195,6 +222,7 @@ fn write_disk(
     layout: &Layout,
     boot_tree: &Path,
     root_tree: &Path,
+    progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     let file = fs::File::create(disk).with_context(|| format!("creating {}", disk.display()))?;
     file.set_len(layout.disk_size)
@@ -207,11 +235,11 @@ fn write_disk(
     mkfs(disk, bootcfg::ROOT_LABEL, layout.root, Some(root_tree))?;
     mkfs(disk, bootcfg::BOOT_LABEL, layout.boot, None)?;
     {
-        let device = LoopDevice::attach(disk, layout.boot.offset, layout.boot.size)?;
+        let device = LoopDevice::attach(disk, layout.boot.offset, layout.boot.size, progress)?;
         let mountpoint = disk.with_extension("boot-mnt");
         fs::create_dir(&mountpoint)
             .with_context(|| format!("creating {}", mountpoint.display()))?;
-        let mounted = Mount::new(device.path(), &mountpoint, "ext4")?;
+        let mounted = Mount::new(device.path(), &mountpoint, "ext4", progress)?;
         let mut source = boot_tree.as_os_str().to_owned();
         source.push("/.");
         cmd::run(
@@ -262,17 +290,21 @@ fn write_at(path: &Path, offset: u64, data: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The scratch directory; removed on drop, after clearing the immutable flag libostree puts on
-/// deployment directories.
-struct ScratchDir(PathBuf);
+/// deployment directories. A failure to remove it is a warning through `progress`.
+struct ScratchDir<'a> {
+    path: PathBuf,
+    progress: &'a dyn Progress,
+}
 
-impl Drop for ScratchDir {
+impl Drop for ScratchDir<'_> {
     fn drop(&mut self) {
         let _ = Command::new("chattr")
             .args(["-R", "-f", "-i"])
-            .arg(&self.0)
+            .arg(&self.path)
             .status();
-        if let Err(e) = fs::remove_dir_all(&self.0) {
-            eprintln!("warning: removing {}: {e}", self.0.display());
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            self.progress
+                .warning(&format!("removing {}: {e}", self.path.display()));
         }
     }
 }

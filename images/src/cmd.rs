@@ -1,5 +1,5 @@
 //! The one way this crate runs programs: the command line and the tail of stderr go into the
-//! error, so a failed `mkfs.ext4` or `ostree admin deploy` says what it printed.
+//! error, so a failed `mkfs.ext4` or `qemu-img convert` says what it printed.
 
 use std::process::{Command, Stdio};
 

@@ -4,18 +4,26 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use keel_common::progress::Progress;
+
 use crate::cmd::{self, CmdError};
 
-/// A loop device over a byte range of a file; detached on drop.
-#[derive(Debug)]
-pub struct LoopDevice {
+/// A loop device over a byte range of a file; detached on drop (a failure to detach is a
+/// warning through the sink).
+pub struct LoopDevice<'a> {
     device: PathBuf,
+    progress: &'a dyn Progress,
 }
 
-impl LoopDevice {
+impl<'a> LoopDevice<'a> {
     /// Attaches `size` bytes of `file` starting at `offset` (`losetup --offset --sizelimit`;
     /// partition scanning makes no nodes on these machines, so each partition gets its own).
-    pub fn attach(file: &Path, offset: u64, size: u64) -> Result<LoopDevice, CmdError> {
+    pub fn attach(
+        file: &Path,
+        offset: u64,
+        size: u64,
+        progress: &'a dyn Progress,
+    ) -> Result<LoopDevice<'a>, CmdError> {
         let out = cmd::run(
             Command::new("losetup")
                 .args(["--find", "--show", "--offset"])
@@ -26,6 +34,7 @@ impl LoopDevice {
         )?;
         Ok(LoopDevice {
             device: PathBuf::from(out.trim()),
+            progress,
         })
     }
 
@@ -34,23 +43,29 @@ impl LoopDevice {
     }
 }
 
-impl Drop for LoopDevice {
+impl Drop for LoopDevice<'_> {
     fn drop(&mut self) {
         if let Err(e) = cmd::run(Command::new("losetup").arg("-d").arg(&self.device)) {
-            eprintln!("warning: detaching {}: {e}", self.device.display());
+            self.progress
+                .warning(&format!("detaching {}: {e}", self.device.display()));
         }
     }
 }
 
 /// A mounted filesystem; unmounted on drop (before the loop device under it is detached, when
-/// declared after it).
-#[derive(Debug)]
-pub struct Mount {
+/// declared after it); a failure to unmount is a warning through the sink.
+pub struct Mount<'a> {
     target: PathBuf,
+    progress: &'a dyn Progress,
 }
 
-impl Mount {
-    pub fn new(source: &Path, target: &Path, fstype: &str) -> Result<Mount, CmdError> {
+impl<'a> Mount<'a> {
+    pub fn new(
+        source: &Path,
+        target: &Path,
+        fstype: &str,
+        progress: &'a dyn Progress,
+    ) -> Result<Mount<'a>, CmdError> {
         cmd::run(
             Command::new("mount")
                 .args(["-t", fstype])
@@ -59,6 +74,7 @@ impl Mount {
         )?;
         Ok(Mount {
             target: target.to_path_buf(),
+            progress,
         })
     }
 
@@ -67,10 +83,11 @@ impl Mount {
     }
 }
 
-impl Drop for Mount {
+impl Drop for Mount<'_> {
     fn drop(&mut self) {
         if let Err(e) = cmd::run(Command::new("umount").arg(&self.target)) {
-            eprintln!("warning: unmounting {}: {e}", self.target.display());
+            self.progress
+                .warning(&format!("unmounting {}: {e}", self.target.display()));
         }
     }
 }

@@ -1,12 +1,13 @@
-//! The update remote an image's host follows, configured by the agent's own
-//! `keel remote add --sysroot` code: the config drop-in and trusted keys in the deployment's
+//! The update remote an image's host follows, configured by keel-host's remote code (what
+//! `keel remote add --sysroot` runs): the config drop-in and trusted keys in the deployment's
 //! /etc, the libostree remote in the sysroot's repository.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use keel_updater::config::RemoteConfig;
-use keel_updater::host::Host;
+use keel_common::ostree_ref::OstreeRef;
+use keel_host::config::RemoteConfig;
+use keel_host::host::Host;
 
 /// Where the host fetches updates and which keys it trusts.
 #[derive(Debug, Clone)]
@@ -19,18 +20,18 @@ pub struct RemoteSpec {
 }
 
 /// The name an image's remote gets unless told otherwise (the agent's default too).
-pub const DEFAULT_REMOTE: &str = keel_updater::config::DEFAULT_REMOTE_NAME;
+pub const DEFAULT_REMOTE: &str = keel_host::config::DEFAULT_REMOTE_NAME;
 
 /// Configures `spec` for following `reference` in the sysroot at `sysroot` (its default
 /// deployment gets the /etc files).
-pub fn configure(spec: &RemoteSpec, reference: &str, sysroot: &Path) -> anyhow::Result<()> {
+pub fn configure(spec: &RemoteSpec, reference: &OstreeRef, sysroot: &Path) -> anyhow::Result<()> {
     let host = Host::open(Some(sysroot))?;
     let remote = RemoteConfig {
         name: spec.name.clone(),
         url: spec.url.clone(),
-        reference: reference.to_string(),
+        reference: reference.clone(),
     };
-    keel_updater::cli::remote::add(&host, &remote, &spec.trusted_keys).with_context(|| {
+    keel_host::remote::add(&host, &remote, &spec.trusted_keys).with_context(|| {
         format!(
             "configuring remote {} ({}) with keys from {}",
             spec.name,

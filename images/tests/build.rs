@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use keel_common::cancel::Cancel;
 use keel_common::keys::SecretKey;
+use keel_common::progress::{Discard, Recorder};
 use keel_images::guard::{LoopDevice, Mount};
 use keel_images::layout::MIB;
 use keel_images::{Format, ImageSpec, RemoteSpec};
@@ -41,7 +43,7 @@ fn repo_with_commit(dir: &Path) -> std::path::PathBuf {
 fn spec(repo: &Path, out: &Path, keys: Option<&Path>) -> ImageSpec {
     ImageSpec {
         repo: repo.to_path_buf(),
-        reference: REF.into(),
+        reference: REF.parse().unwrap(),
         format: Format::Raw,
         size: 1 << 30,
         boot_size: 128 * MIB,
@@ -74,7 +76,21 @@ fn image_has_bootable_boot_partition_extlinux_and_a_deployment() {
     std::fs::create_dir(&out_dir).unwrap();
     let image = out_dir.join("host.raw");
 
-    let report = keel_images::build(&spec(&repo, &image, Some(&keys))).unwrap();
+    let progress = Recorder::default();
+    let report =
+        keel_images::build(&spec(&repo, &image, Some(&keys)), &Cancel::new(), &progress).unwrap();
+    let lines = progress.lines();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("image: deploying keel/test/x86_64/host into a new sysroot"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("image: writing a 1024 MiB disk")),
+        "{lines:?}"
+    );
     assert_eq!(report.layout.disk_size, 1 << 30);
     assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 30);
     let entries: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
@@ -98,14 +114,14 @@ fn image_has_bootable_boot_partition_extlinux_and_a_deployment() {
     std::fs::create_dir(&mnt).unwrap();
     {
         let boot = report.layout.boot;
-        let dev = LoopDevice::attach(&image, boot.offset, boot.size).unwrap();
+        let dev = LoopDevice::attach(&image, boot.offset, boot.size, &Discard).unwrap();
         let label = output(
             Command::new("blkid")
                 .args(["-p", "-o", "value", "-s", "LABEL"])
                 .arg(dev.path()),
         );
         assert_eq!(label.trim(), "keel-boot");
-        let m = Mount::new(dev.path(), &mnt, "ext4").unwrap();
+        let m = Mount::new(dev.path(), &mnt, "ext4", &Discard).unwrap();
         assert!(m.path().join("syslinux/ldlinux.sys").is_file());
         let cfg = std::fs::read_to_string(m.path().join("syslinux/syslinux.cfg")).unwrap();
         assert!(cfg.starts_with("SERIAL 0 115200\n"), "{cfg}");
@@ -120,14 +136,14 @@ fn image_has_bootable_boot_partition_extlinux_and_a_deployment() {
     }
     {
         let root = report.layout.root;
-        let dev = LoopDevice::attach(&image, root.offset, root.size).unwrap();
+        let dev = LoopDevice::attach(&image, root.offset, root.size, &Discard).unwrap();
         let label = output(
             Command::new("blkid")
                 .args(["-p", "-o", "value", "-s", "LABEL"])
                 .arg(dev.path()),
         );
         assert_eq!(label.trim(), "keel-root");
-        let m = Mount::new(dev.path(), &mnt, "ext4").unwrap();
+        let m = Mount::new(dev.path(), &mnt, "ext4", &Discard).unwrap();
         let deploy = m
             .path()
             .join(format!("ostree/deploy/keel/deploy/{}.0", report.commit));
@@ -145,6 +161,25 @@ fn image_has_bootable_boot_partition_extlinux_and_a_deployment() {
         assert!(deploy.join("etc/keel/trusted.ed25519.d/keel.pub").is_file());
         let origin = std::fs::read_to_string(deploy.with_extension("0.origin")).unwrap();
         assert!(origin.contains(&format!("refspec=keel:{REF}")), "{origin}");
+        assert!(
+            !origin.contains("override-commit"),
+            "the first deployment follows the ref: {origin}"
+        );
+        // What `ostree admin init-fs` and `os-init` made before keel-host provisioned it.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(m.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("tmp"), 0o1777);
+        assert_eq!(mode("root"), 0o700);
+        for dir in ["dev", "proc", "sys", "run", "home"] {
+            assert_eq!(mode(dir), 0o755, "{dir}");
+        }
+        assert!(m.path().join("ostree/deploy/keel/var/tmp").is_dir());
         let config = std::fs::read_to_string(m.path().join("ostree/repo/config")).unwrap();
         assert!(config.contains("bootloader=syslinux"), "{config}");
         assert!(m.path().join("boot").is_dir(), "the mount point for /boot");
@@ -163,8 +198,8 @@ fn failed_build_leaves_no_output_and_no_scratch() {
     std::fs::create_dir(&out_dir).unwrap();
     let image = out_dir.join("host.raw");
     let mut bad = spec(&repo, &image, None);
-    bad.reference = "keel/no/such/ref".into();
-    let err = keel_images::build(&bad).unwrap_err();
+    bad.reference = "keel/no/such/ref".parse().unwrap();
+    let err = keel_images::build(&bad, &Cancel::new(), &Discard).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("keel/no/such/ref"), "{text}");
     assert_eq!(
@@ -175,7 +210,7 @@ fn failed_build_leaves_no_output_and_no_scratch() {
 
     let mut small = spec(&repo, &image, None);
     small.size = 200 * MIB;
-    let err = keel_images::build(&small).unwrap_err();
+    let err = keel_images::build(&small, &Cancel::new(), &Discard).unwrap_err();
     assert!(format!("{err:#}").contains("too small"), "{err:#}");
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }

@@ -11,7 +11,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use keel_common::cancel::Cancel;
 use keel_common::keys::SecretKey;
+use keel_common::progress::Discard;
 use keel_compose::pipeline::{self, Options};
 use keel_compose::release::publish::{self, PublishOptions};
 use keel_images::layout::MIB;
@@ -204,21 +206,25 @@ fn heavy_vm_e2e_upgrade_and_rollback() {
     let server = FileServer::serve(&repo).unwrap();
     let port = server.url().rsplit(':').next().unwrap().to_string();
     let image = root.join("host.raw");
-    let report = keel_images::build(&ImageSpec {
-        repo: repo.clone(),
-        reference: v1.reference.clone(),
-        format: Format::Raw,
-        size: 6 << 30,
-        boot_size: 512 * MIB,
-        output: image.clone(),
-        osname: "keel".into(),
-        remote: Some(RemoteSpec {
-            name: "keel".into(),
-            url: format!("http://10.0.2.2:{port}"),
-            trusted_keys: pubkey.clone(),
-        }),
-        kargs: vec![],
-    })
+    let report = keel_images::build(
+        &ImageSpec {
+            repo: repo.clone(),
+            reference: v1.reference.parse().unwrap(),
+            format: Format::Raw,
+            size: 6 << 30,
+            boot_size: 512 * MIB,
+            output: image.clone(),
+            osname: "keel".into(),
+            remote: Some(RemoteSpec {
+                name: "keel".into(),
+                url: format!("http://10.0.2.2:{port}"),
+                trusted_keys: pubkey.clone(),
+            }),
+            kargs: vec![],
+        },
+        &Cancel::new(),
+        &Discard,
+    )
     .expect("building the image");
     assert_eq!(report.commit, v1.commit);
     steps.done("image");

@@ -2,14 +2,16 @@
 //! (`keel_tests::sysroot::TreeBuilder`), a first deployment made with `ostree admin deploy`,
 //! then Keel's library API (and the real binary for a few CLI checks).
 
+use keel_common::cancel::Cancel;
 use keel_common::keys::SecretKey;
+use keel_common::progress::Discard;
 use keel_common::sign;
+use keel_host::config::RemoteConfig;
+use keel_host::etc_plan::DefaultChange;
+use keel_host::host::{Host, OVERRIDE_COMMIT};
+use keel_host::status::{self, SignatureState};
+use keel_host::{cleanup, deploy, etc, kargs, pin, remote, rollback};
 use keel_tests::sysroot::{TestSysroot, TreeBuilder};
-use keel_updater::cli::{cleanup, deploy, etc, kargs, pin, remote, rollback};
-use keel_updater::config::RemoteConfig;
-use keel_updater::etc_plan::DefaultChange;
-use keel_updater::host::{Host, OVERRIDE_COMMIT};
-use keel_updater::status::{self, SignatureState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -153,7 +155,8 @@ fn status_shows_signature_and_package_diff() {
         60,
     );
     let host = f.host();
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     // Sign v2 and trust the key in the default deployment's /etc (the config root).
     let key = SecretKey::generate().unwrap();
     let repo = host.repo();
@@ -271,7 +274,8 @@ fn etc_merge_untouched_file_follows_new_default_including_deletion() {
     assert!(changes.contains(&("new.conf", DefaultChange::Added)));
     assert!(changes.contains(&("os-release", DefaultChange::Changed)));
     let host = f.host();
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     let etc = etc_of(&host, 0);
     assert_eq!(
         std::fs::read_to_string(etc.join("follow.conf")).unwrap(),
@@ -297,7 +301,8 @@ fn etc_merge_locally_modified_file_wins() {
     );
     assert_eq!(plan.plan.local_edits_kept, vec!["edit.conf"]);
     let host = f.host();
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     let etc = etc_of(&host, 0);
     assert_eq!(
         std::fs::read_to_string(etc.join("edit.conf")).unwrap(),
@@ -314,7 +319,8 @@ fn etc_merge_locally_removed_file_stays_removed() {
     );
     assert_eq!(plan.plan.local_removals_kept, vec!["removed.conf"]);
     let host = f.host();
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     assert!(!etc_of(&host, 0).join("removed.conf").exists());
     assert!(host
         .deployment_path(&host.deployments()[0])
@@ -334,7 +340,8 @@ fn etc_merge_local_addition_is_kept() {
     );
     assert_eq!(plan.plan.local_additions_kept, vec!["local.d"]);
     let host = f.host();
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     let etc = etc_of(&host, 0);
     assert_eq!(
         std::fs::read_to_string(etc.join("local.d/a.conf")).unwrap(),
@@ -353,7 +360,11 @@ fn etc_merge_file_becoming_directory_is_refused_before_anything_changes() {
     assert_eq!(plan.plan.conflicts[0].path, "foo.conf");
     let host = f.host();
     let before = order(&host);
-    let err = format!("{:#}", host.deploy(&v2, REF, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+            .unwrap_err()
+    );
     assert!(
         err.contains("/etc/foo.conf") && err.contains("makes it a directory"),
         "{err}"
@@ -377,7 +388,8 @@ fn rollback_swaps_the_first_two_deployments_and_back() {
     let f = deployed(TreeBuilder::new("1"));
     let host = f.host();
     let v2 = f.commit(TreeBuilder::new("2"), 60);
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     let before = order(&host);
     assert_eq!(before.len(), 2);
     assert!(before[0].starts_with(&v2) && before[1].starts_with(&f.v1));
@@ -402,11 +414,13 @@ fn pinned_deployment_survives_deploys_and_cleanup() {
     let f = deployed(TreeBuilder::new("1"));
     let host = f.host();
     let v2 = f.commit(TreeBuilder::new("2"), 60);
-    host.deploy(&v2, REF, None).unwrap();
+    host.deploy(&v2, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     pin::pin(&host, "1", true).unwrap();
     assert!(host.deployments()[1].is_pinned());
     let v3 = f.commit(TreeBuilder::new("3"), 120);
-    host.deploy(&v3, REF, None).unwrap();
+    host.deploy(&v3, REF, None, &Cancel::new(), &Discard)
+        .unwrap();
     let three = order(&host);
     assert_eq!(three.len(), 3, "v3, v2 (merge) and pinned v1");
     assert!(three[2].starts_with(&f.v1));
@@ -446,7 +460,10 @@ fn kargs_edits_land_in_the_new_deployments_boot_entry() {
         append: vec!["keel.test=1".into()],
     };
     let want = vec!["root=/dev/vdb", "console=tty0", "keel.test=1"];
-    assert_eq!(kargs::change(&host, &edits).unwrap(), want);
+    assert_eq!(
+        kargs::change(&host, &edits, &Cancel::new(), &Discard).unwrap(),
+        want
+    );
     let deployments = host.deployments();
     assert_eq!(deployments.len(), 2, "a new deployment, the old one kept");
     assert_eq!(deployments[0].csum(), deployments[1].csum());
@@ -477,7 +494,7 @@ fn deploy_older_needs_allow_downgrade_and_keeps_following_the_ref() {
     let f = deployed(TreeBuilder::new("1"));
     let host = f.host();
     let v2 = f.commit(TreeBuilder::new("2"), 60);
-    deploy::deploy(&host, "2", false).unwrap();
+    deploy::deploy(&host, "2", false, &Cancel::new(), &Discard).unwrap();
     let before = order(&host);
     assert!(before[0].starts_with(&v2));
     assert_eq!(
@@ -486,7 +503,10 @@ fn deploy_older_needs_allow_downgrade_and_keeps_following_the_ref() {
         "the ref's head"
     );
 
-    let err = format!("{:#}", deploy::deploy(&host, "1", false).unwrap_err());
+    let err = format!(
+        "{:#}",
+        deploy::deploy(&host, "1", false, &Cancel::new(), &Discard).unwrap_err()
+    );
     assert!(
         err.contains("older") && err.contains("--allow-downgrade"),
         "{err}"
@@ -497,7 +517,7 @@ fn deploy_older_needs_allow_downgrade_and_keeps_following_the_ref() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-downgrade"));
     assert_eq!(order(&host), before);
 
-    let info = deploy::deploy(&host, &f.v1[..8], true).unwrap();
+    let info = deploy::deploy(&host, &f.v1[..8], true, &Cancel::new(), &Discard).unwrap();
     assert_eq!(info.checksum, f.v1);
     let d = &host.deployments()[0];
     assert_eq!(d.csum().as_str(), f.v1);
@@ -508,7 +528,10 @@ fn deploy_older_needs_allow_downgrade_and_keeps_following_the_ref() {
         f.v1
     );
 
-    let missing = format!("{:#}", deploy::deploy(&host, "9", true).unwrap_err());
+    let missing = format!(
+        "{:#}",
+        deploy::deploy(&host, "9", true, &Cancel::new(), &Discard).unwrap_err()
+    );
     assert!(missing.contains("versions here: 2, 1"), "{missing}");
 }
 
@@ -543,7 +566,7 @@ fn remote_add_writes_config_keys_and_the_ostree_remote() {
         Some(RemoteConfig {
             name: "keel".into(),
             url: "http://127.0.0.1:9/repo".into(),
-            reference: REF.into()
+            reference: REF.parse().unwrap()
         })
     );
     assert_eq!(shown.ostree_url.as_deref(), Some("http://127.0.0.1:9/repo"));
@@ -596,7 +619,11 @@ fn failed_deploy_leaves_no_deployment_behind() {
         TreeBuilder::new("2").remove("usr/lib/modules/6.1.0-keel"),
         60,
     );
-    let err = format!("{:#}", host.deploy(&no_kernel, REF, None).unwrap_err());
+    let err = format!(
+        "{:#}",
+        host.deploy(&no_kernel, REF, None, &Cancel::new(), &Discard)
+            .unwrap_err()
+    );
     assert!(err.contains("the deployments are unchanged"), "{err}");
     assert_eq!(order(&host), before);
     let dirs = std::fs::read_dir(f.sysroot.path().join("ostree/deploy/keel/deploy"))

@@ -175,9 +175,7 @@ fn corrupted_objects_on_the_server_are_refused() {
     std::fs::write(&commit_path, &good_commit).unwrap();
 
     // A flipped byte in the delta part: libostree's pull fails, the ref does not move.
-    let delta_dir = w
-        .server_repo
-        .join(keel_updater::delta::delta_dir(&w.v1, &v2));
+    let delta_dir = w.server_repo.join(keel_host::delta::delta_dir(&w.v1, &v2));
     let part = delta_dir.join("0");
     let mut bytes = std::fs::read(&part).unwrap();
     let middle = bytes.len() / 2;
@@ -200,12 +198,14 @@ fn corrupted_objects_on_the_server_are_refused() {
 fn rebase_switches_ref_origin_and_config() {
     let w = World::new(1024);
     let other = w.publish(tree("t1", 1024), OTHER_REF);
-    let check = w.upgrade(&Request::rebase(OTHER_REF, Mode::Check)).unwrap();
+    let check = w
+        .upgrade(&Request::rebase(&OTHER_REF.parse().unwrap(), Mode::Check))
+        .unwrap();
     assert!(check.rebase);
     assert!(!w.client_has_commit(&other));
 
     let report = w
-        .upgrade(&Request::rebase(OTHER_REF, Mode::Deploy))
+        .upgrade(&Request::rebase(&OTHER_REF.parse().unwrap(), Mode::Deploy))
         .unwrap();
     assert!(report.deployed);
     let (deployments, refs) = w.state();
@@ -218,8 +218,8 @@ fn rebase_switches_ref_origin_and_config() {
         "{refs}"
     );
     let host = w.host();
-    let config = keel_updater::config::load(&host.config_root()).unwrap();
-    assert_eq!(config.remote.unwrap().reference, OTHER_REF);
+    let config = keel_host::config::load(&host.config_root()).unwrap();
+    assert_eq!(config.remote.unwrap().reference.as_str(), OTHER_REF);
 
     // From now on `keel upgrade` follows the new ref.
     let next = w.publish(tree("t2", 1024), OTHER_REF);
@@ -238,7 +238,10 @@ fn rebase_switches_ref_origin_and_config() {
     w.refresh_summary();
     let before = w.state();
     let err = w
-        .upgrade(&Request::rebase("keel/test/x86_64/alias", Mode::Deploy))
+        .upgrade(&Request::rebase(
+            &"keel/test/x86_64/alias".parse().unwrap(),
+            Mode::Deploy,
+        ))
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("not to the followed ref keel/test/x86_64/alias"),
@@ -285,14 +288,12 @@ fn delta_parts_already_downloaded_are_not_fetched_again() {
     let w = World::new(256 * 1024);
     let v2 = w.publish(tree("2", 256 * 1024).package("jq", "1.6"), REF);
     w.static_delta(&w.v1, &v2);
-    let server_delta = w
-        .server_repo
-        .join(keel_updater::delta::delta_dir(&w.v1, &v2));
+    let server_delta = w.server_repo.join(keel_host::delta::delta_dir(&w.v1, &v2));
 
     // What an interrupted earlier run left: part 0 complete, in the repo's tmp dir.
     // The repo's path is /proc/self/fd/N/...: keep its host open while using it.
     let host = w.host();
-    let cache = keel_updater::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
+    let cache = keel_host::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::copy(server_delta.join("0"), cache.join("0")).unwrap();
     w.server.reset_counters();
@@ -318,7 +319,7 @@ fn a_damaged_kept_part_is_fetched_again() {
     let v2 = w.publish(tree("2", 1024), REF);
     w.static_delta(&w.v1, &v2);
     let host = w.host();
-    let cache = keel_updater::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
+    let cache = keel_host::delta::cache_dir(&host.repo(), &w.v1, &v2).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::write(cache.join("0"), b"half a part").unwrap();
     w.server.reset_counters();

@@ -34,7 +34,10 @@ fn remote_404_server_down_and_cancelled_pull_change_nothing() {
     // Rebase onto a ref the remote does not publish.
     let before = w.state();
     let err = w
-        .upgrade(&Request::rebase("keel/nowhere", Mode::Deploy))
+        .upgrade(&Request::rebase(
+            &"keel/nowhere".parse().unwrap(),
+            Mode::Deploy,
+        ))
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("lists no ref keel/nowhere"),
@@ -43,13 +46,13 @@ fn remote_404_server_down_and_cancelled_pull_change_nothing() {
     assert_eq!(w.state(), before);
 
     // Cancelled (Ctrl-C) before the content arrives.
-    let cancellable = gio::Cancellable::new();
+    let cancellable = Cancel::new();
     cancellable.cancel();
     let err = upgrade::run(
         &w.host(),
         &Request::upgrade(Mode::Deploy),
-        Box::new(|_| {}),
         &cancellable,
+        &Discard,
     )
     .unwrap_err();
     assert!(
@@ -240,7 +243,7 @@ fn interrupted_transfer_mid_pull_changes_nothing_and_resumes() {
     // Ctrl-C from another thread once half the objects have left the server (it counts a
     // response when it queues it, so the client has taken in less).
     let before = w.state();
-    let cancellable = gio::Cancellable::new();
+    let cancellable = Cancel::new();
     let done = std::sync::atomic::AtomicBool::new(false);
     let err = std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -255,8 +258,8 @@ fn interrupted_transfer_mid_pull_changes_nothing_and_resumes() {
         let result = upgrade::run(
             &w.host(),
             &Request::upgrade(Mode::Deploy),
-            Box::new(|_| {}),
             &cancellable,
+            &Discard,
         );
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         format!("{:#}", result.unwrap_err())

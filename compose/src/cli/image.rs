@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use keel_common::cancel::Cancel;
+use keel_common::ostree_ref::OstreeRef;
+use keel_common::progress::{Event, Progress};
 use keel_images::layout::ByteSize;
 use keel_images::{Format, ImageSpec, RemoteSpec};
 
@@ -27,7 +30,7 @@ pub struct ImageArgs {
 
     /// The ref to deploy, e.g. keel/bookworm/x86_64/host.
     #[arg(long = "ref")]
-    pub reference: String,
+    pub reference: OstreeRef,
 
     /// Image format: raw or qcow2.
     #[arg(long, default_value = "raw")]
@@ -86,7 +89,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         remote,
         kargs: args.kargs,
     };
-    let report = keel_images::build(&spec)
+    let report = keel_images::build(&spec, &Cancel::new(), &StderrLines)
         .with_context(|| format!("building the image {}", spec.output.display()))?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
@@ -95,4 +98,18 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         eprintln!("{}", report.render());
     }
     Ok(())
+}
+
+/// The image builder's messages and warnings as lines on stderr, as it printed them before it
+/// took a progress sink.
+struct StderrLines;
+
+impl Progress for StderrLines {
+    fn report(&self, event: Event) {
+        match event {
+            Event::Message { text } => eprintln!("{text}"),
+            Event::Warning { text } => eprintln!("warning: {text}"),
+            _ => {}
+        }
+    }
 }

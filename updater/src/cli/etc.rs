@@ -1,9 +1,8 @@
 //! `keel etc plan`: what the 3-way /etc merge does to the pending deployment.
 
-use crate::etc_plan::{DefaultChange, EtcPlan};
-use crate::host::Host;
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
+use keel_host::etc::{self, PlanReport};
+use keel_host::etc_plan::DefaultChange;
 use std::fmt::Write;
 
 #[derive(Debug, clap::Subcommand)]
@@ -29,20 +28,10 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
-/// The plan and what it is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PlanReport {
-    /// The commit /etc is merged into; `None` when nothing is pending.
-    pub checksum: Option<String>,
-    /// True when the merge already ran (a written, not staged, deployment).
-    pub applied: bool,
-    pub plan: EtcPlan,
-}
-
 pub fn run(cmd: Command, global: &super::Global) -> Result<()> {
     let Command::Plan(args) = cmd;
     let host = global.host()?;
-    let report = plan(&host, args.commit.as_deref())?;
+    let report = etc::plan(&host, args.commit.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -56,36 +45,6 @@ pub fn run(cmd: Command, global: &super::Global) -> Result<()> {
             report.plan.conflicts.len()
         )
     }
-}
-
-/// Plans for `commit` (resolved in the local repo) or, without it, the pending deployment.
-pub fn plan(host: &Host, commit: Option<&str>) -> Result<PlanReport> {
-    if let Some(rev) = commit {
-        let checksum = host
-            .repo()
-            .resolve_rev(rev, false)
-            .with_context(|| format!("{rev} is not a commit or ref of the local repo"))?
-            .map(|c| c.to_string())
-            .with_context(|| format!("{rev} is not a commit or ref of the local repo"))?;
-        let plan = host.etc_plan_for_commit(&checksum)?;
-        return Ok(PlanReport {
-            checksum: Some(checksum),
-            applied: false,
-            plan,
-        });
-    }
-    Ok(match host.pending_etc_plan()? {
-        Some((d, plan, applied)) => PlanReport {
-            checksum: Some(d.csum().to_string()),
-            applied,
-            plan,
-        },
-        None => PlanReport {
-            checksum: None,
-            applied: false,
-            plan: EtcPlan::default(),
-        },
-    })
 }
 
 pub fn render(report: &PlanReport) -> String {
@@ -133,7 +92,7 @@ pub fn render(report: &PlanReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etc_plan::{Conflict, NewDefault};
+    use keel_host::etc_plan::{Conflict, EtcPlan, NewDefault};
 
     #[test]
     fn renders_each_section() {

@@ -1,7 +1,9 @@
 //! The `keel` command line: one module per verb, each with an `Args` struct (clap derive) and
-//! `pub fn run(args: Args, global: &Global) -> anyhow::Result<()>`.
+//! `pub fn run(args: Args, global: &Global) -> anyhow::Result<()>` (long verbs also take the
+//! [`Cancel`] that Ctrl-C triggers). The verbs parse and render; keel-host does the work.
 
 use clap::{Parser, Subcommand};
+use keel_common::cancel::Cancel;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,8 +33,8 @@ pub struct Global {
 
 impl Global {
     /// Opens the host these options name.
-    pub fn host(&self) -> anyhow::Result<crate::host::Host> {
-        crate::host::Host::open(self.sysroot.as_deref())
+    pub fn host(&self) -> anyhow::Result<keel_host::host::Host> {
+        keel_host::host::Host::open(self.sysroot.as_deref())
     }
 }
 
@@ -57,8 +59,38 @@ pub enum Command {
     Rebase(rebase::Args),
 }
 
-/// Parses `args` (program name first), runs the verb, prints errors with their causes.
+/// Parses `args` (program name first), runs the verb, prints errors with their causes. Nothing
+/// cancels it; `main` uses [`run_with_ctrlc`].
 pub fn run_from_iter<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_from_iter_with(args, &Cancel::new())
+}
+
+/// [`run_from_iter`] for the process: installs the one Ctrl-C handler, which cancels the
+/// running verb (a pull keeps what arrived); a second Ctrl-C ends the process at once.
+pub fn run_with_ctrlc<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cancel = Cancel::new();
+    let handler = cancel.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        if handler.is_cancelled() {
+            std::process::exit(130);
+        }
+        handler.cancel();
+    }) {
+        eprintln!("warning: Ctrl-C will end keel without cleaning up: {e}");
+    }
+    run_from_iter_with(args, &cancel)
+}
+
+/// [`run_from_iter`] with the token that stops long verbs (upgrade, rebase, deploy, kargs).
+pub fn run_from_iter_with<I, T>(args: I, cancel: &Cancel) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -74,7 +106,7 @@ where
             };
         }
     };
-    match run(cli) {
+    match run(cli, cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -83,21 +115,21 @@ where
     }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a parsed command line; `cancel` stops a long verb.
+pub fn run(cli: Cli, cancel: &Cancel) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
         Command::Status(args) => status::run(args, global),
-        Command::Deploy(args) => deploy::run(args, global),
+        Command::Deploy(args) => deploy::run(args, global, cancel),
         Command::Rollback(args) => rollback::run(args, global),
         Command::Cleanup(args) => cleanup::run(args, global),
-        Command::Kargs(args) => kargs::run(args, global),
+        Command::Kargs(args) => kargs::run(args, global, cancel),
         Command::Pin(args) => pin::run(args, global),
         Command::Unpin(args) => pin::run_unpin(args, global),
         Command::Etc(cmd) => etc::run(cmd, global),
         Command::Remote(cmd) => remote::run(cmd, global),
-        Command::Upgrade(args) => upgrade::run(args, global),
-        Command::Rebase(args) => rebase::run(args, global),
+        Command::Upgrade(args) => upgrade::run(args, global, cancel),
+        Command::Rebase(args) => rebase::run(args, global, cancel),
     }
 }
 
@@ -106,6 +138,7 @@ pub mod deploy;
 pub mod etc;
 pub mod kargs;
 pub mod pin;
+pub mod progress;
 pub mod rebase;
 pub mod remote;
 pub mod rollback;

@@ -1,8 +1,9 @@
 //! `keel rebase REF`: switch the host to another ref of the configured remote.
 
 use anyhow::Result;
+use keel_common::cancel::Cancel;
 
-use crate::upgrade::{Mode, Request};
+use keel_host::upgrade::{Mode, Request};
 
 /// Switch to another ref of the configured remote and follow it from now on.
 ///
@@ -14,7 +15,7 @@ use crate::upgrade::{Mode, Request};
 pub struct Args {
     /// The ref to switch to, e.g. `keel/bookworm/x86_64/testing` (no `remote:` prefix).
     #[arg(value_name = "REF")]
-    pub reference: String,
+    pub reference: keel_common::ostree_ref::OstreeRef,
     /// Only report what would change.
     #[arg(long, conflicts_with = "reboot")]
     pub check: bool,
@@ -26,7 +27,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args, global: &super::Global) -> Result<()> {
+pub fn run(args: Args, global: &super::Global, cancel: &Cancel) -> Result<()> {
     let mode = if args.check {
         Mode::Check
     } else {
@@ -37,5 +38,6 @@ pub fn run(args: Args, global: &super::Global) -> Result<()> {
         args.reboot,
         args.json,
         global,
+        cancel,
     )
 }

@@ -1,7 +1,7 @@
 //! `keel status`: the deployments, what they run, and what is pending.
 
-use crate::status;
 use anyhow::Result;
+use keel_host::status;
 
 /// Show the deployments, what they run and what is pending.
 ///

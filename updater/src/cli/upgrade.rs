@@ -1,11 +1,10 @@
 //! `keel upgrade`: fetch, verify and deploy the newest commit of the followed ref.
 
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use ostree::gio::{self, prelude::*};
+use keel_common::cancel::Cancel;
 
-use crate::pull::PullProgress;
-use crate::upgrade::{self, human_bytes, Mode, Request};
+use super::progress::Bar;
+use keel_host::upgrade::{self, Mode, Request};
 
 /// Update to the newest commit of the ref this host follows.
 ///
@@ -45,21 +44,24 @@ impl Args {
     }
 }
 
-pub fn run(args: Args, global: &super::Global) -> Result<()> {
+pub fn run(args: Args, global: &super::Global, cancel: &Cancel) -> Result<()> {
     execute(
         Request::upgrade(args.mode()),
         args.reboot,
         args.json,
         global,
+        cancel,
     )
 }
 
-/// Runs the upgrade/rebase pipeline for the CLI: progress bar, Ctrl-C, output, reboot.
+/// Runs the upgrade/rebase pipeline for the CLI: progress bar, output, reboot; `cancel` is
+/// the Ctrl-C token `main` installed.
 pub(crate) fn execute(
     request: Request,
     reboot: bool,
     json: bool,
     global: &super::Global,
+    cancel: &Cancel,
 ) -> Result<()> {
     let host = global.host()?;
     if reboot && !host.is_booted() {
@@ -67,20 +69,9 @@ pub(crate) fn execute(
             "--reboot needs a booted host; with --sysroot the new deployment is written directly"
         );
     }
-    let cancellable = gio::Cancellable::new();
-    {
-        let cancellable = cancellable.clone();
-        // A second handler cannot be installed in the same process (tests call `run` twice);
-        // then Ctrl-C just ends the process, which a pull also survives.
-        let _ = ctrlc::set_handler(move || cancellable.cancel());
-    }
-    let bar = progress_bar(json);
-    let on_progress: Box<dyn Fn(&PullProgress)> = {
-        let bar = bar.clone();
-        Box::new(move |p: &PullProgress| render_progress(&bar, p))
-    };
-    let result = upgrade::run(&host, &request, on_progress, &cancellable);
-    bar.finish_and_clear();
+    let bar = Bar::new(json);
+    let result = upgrade::run(&host, &request, cancel, &bar);
+    bar.finish();
     let report = result?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -88,37 +79,7 @@ pub(crate) fn execute(
         print!("{}", report.render());
     }
     if reboot && report.deployed {
-        crate::host::reboot(&host, "the staged update")?;
+        keel_host::host::reboot(&host, "the staged update")?;
     }
     Ok(())
-}
-
-fn progress_bar(json: bool) -> ProgressBar {
-    if json {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new_spinner();
-    let style = ProgressStyle::with_template("{spinner} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
-    bar.set_style(style);
-    bar
-}
-
-fn render_progress(bar: &ProgressBar, p: &PullProgress) {
-    let delta = if p.delta_parts_total > 0 {
-        format!(
-            ", delta parts {}/{}",
-            p.delta_parts_fetched, p.delta_parts_total
-        )
-    } else {
-        String::new()
-    };
-    bar.set_message(format!(
-        "Receiving: {} at {}/s, objects {}/{}{delta}",
-        human_bytes(p.bytes_transferred),
-        human_bytes(p.rate),
-        p.objects_fetched,
-        p.objects_requested
-    ));
-    bar.tick();
 }

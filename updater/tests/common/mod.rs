@@ -5,13 +5,15 @@
 pub use std::path::{Path, PathBuf};
 pub use std::process::Command;
 
+pub use keel_common::cancel::Cancel;
 pub use keel_common::keys::SecretKey;
+pub use keel_common::progress::Discard;
 pub use keel_common::sign;
+pub use keel_host::config::RemoteConfig;
+pub use keel_host::host::Host;
+pub use keel_host::upgrade::{self, Mode, Report, Request};
 pub use keel_tests::http::{Fault, FileServer};
 pub use keel_tests::sysroot::{run, TestSysroot, TreeBuilder};
-pub use keel_updater::config::RemoteConfig;
-pub use keel_updater::host::Host;
-pub use keel_updater::upgrade::{self, Mode, Report, Request};
 pub use ostree::gio::prelude::*;
 pub use ostree::{gio, glib};
 
@@ -96,9 +98,9 @@ impl World {
         let remote = RemoteConfig {
             name: "keel".into(),
             url: world.server.url().into(),
-            reference: REF.into(),
+            reference: REF.parse().unwrap(),
         };
-        keel_updater::cli::remote::add(&world.host(), &remote, &keys).unwrap();
+        keel_host::remote::add(&world.host(), &remote, &keys).unwrap();
         world.server.reset_counters();
         world
     }
@@ -218,12 +220,7 @@ impl World {
     }
 
     pub fn upgrade(&self, request: &Request) -> anyhow::Result<Report> {
-        upgrade::run(
-            &self.host(),
-            request,
-            Box::new(|_| {}),
-            &gio::Cancellable::new(),
-        )
+        upgrade::run(&self.host(), request, &Cancel::new(), &Discard)
     }
 
     /// Runs an upgrade that must fail with `expected` in its message and change nothing.

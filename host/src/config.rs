@@ -11,6 +11,7 @@
 //! ```
 
 use anyhow::{Context, Result};
+use keel_common::ostree_ref::{self, OstreeRef};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -37,13 +38,13 @@ pub struct RemoteConfig {
     pub url: String,
     /// The ref this host follows.
     #[serde(rename = "ref")]
-    pub reference: String,
+    pub reference: OstreeRef,
 }
 
 impl RemoteConfig {
     /// `remote:ref`, the origin refspec of deployments made from this remote.
     pub fn refspec(&self) -> String {
-        format!("{}:{}", self.name, self.reference)
+        self.reference.on_remote(&self.name)
     }
 }
 
@@ -72,6 +73,8 @@ pub enum ConfigError {
     MissingRemoteKey(&'static str),
     #[error("[remote] `{key}` is empty")]
     Empty { key: &'static str },
+    #[error("[remote] `ref`: {0}")]
+    InvalidRef(ostree_ref::ParseError),
 }
 
 /// Loads and merges the drop-ins under `root` (`/` on a booted host).
@@ -165,6 +168,7 @@ pub fn validate(merged: Fragment) -> Result<Option<RemoteConfig>, ConfigError> {
             return Err(ConfigError::Empty { key });
         }
     }
+    let reference = reference.parse().map_err(ConfigError::InvalidRef)?;
     Ok(Some(RemoteConfig {
         name,
         url,
@@ -178,7 +182,7 @@ pub fn remote_dropin(remote: &RemoteConfig) -> Result<String> {
         remote: Some(RemoteFragment {
             name: Some(remote.name.clone()),
             url: Some(remote.url.clone()),
-            reference: Some(remote.reference.clone()),
+            reference: Some(remote.reference.to_string()),
         }),
     };
     Ok(format!(
@@ -230,7 +234,7 @@ mod tests {
             let want = want.map(|(n, u, r): (&str, &str, &str)| RemoteConfig {
                 name: n.into(),
                 url: u.into(),
-                reference: r.into(),
+                reference: r.parse().unwrap(),
             });
             assert_eq!(got, want, "{fragments:?}");
         }
@@ -250,6 +254,10 @@ mod tests {
             validate(frag(None, Some(" "), Some("os/a"))),
             Err(ConfigError::Empty { key: "url" })
         );
+        assert!(matches!(
+            validate(frag(None, Some("http://a"), Some("keel:os/a"))),
+            Err(ConfigError::InvalidRef(_))
+        ));
     }
 
     #[test]
@@ -289,7 +297,7 @@ mod tests {
         let remote = RemoteConfig {
             name: "keel".into(),
             url: "http://127.0.0.1:8080/repo".into(),
-            reference: "keel/stable".into(),
+            reference: "keel/stable".parse().unwrap(),
         };
         let text = remote_dropin(&remote).unwrap();
         let back: Fragment = toml::from_str(&text).unwrap();

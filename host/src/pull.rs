@@ -11,8 +11,12 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use keel_common::cancel::Cancel;
+use keel_common::progress::Progress;
 use ostree::gio::prelude::*;
 use ostree::{gio, glib};
+
+use crate::host::cancellable;
 
 /// The biggest metadata file we read into memory (ostree's own limit for metadata is 10 MB).
 const MAX_METADATA: u64 = 10 * 1024 * 1024;
@@ -282,9 +286,10 @@ pub struct PullRequest<'a> {
 pub fn pull_content(
     repo: &ostree::Repo,
     request: &PullRequest<'_>,
-    on_progress: std::rc::Rc<dyn Fn(&PullProgress)>,
-    cancellable: &gio::Cancellable,
+    cancel: &Cancel,
+    progress: &dyn Progress,
 ) -> Result<PullStats, glib::Error> {
+    progress.phase("pull");
     let options = glib::VariantDict::new(None);
     options.insert_value("refs", &vec![request.reference.to_string()].to_variant());
     options.insert_value(
@@ -296,23 +301,53 @@ pub fn pull_content(
         &(ostree::RepoPullFlags::NONE.bits() as i32).to_variant(),
     );
     options.insert_value("n-network-retries", &request.network_retries.to_variant());
-    let progress = ostree::AsyncProgress::new();
+    let async_progress = ostree::AsyncProgress::new();
     let start = Instant::now();
-    progress.connect_changed(move |p| on_progress(&snapshot(p, start)));
-    let result = repo.pull_with_options(
-        request.remote,
-        &options.end(),
-        Some(&progress),
-        Some(cancellable),
-    );
-    progress.finish();
-    let last = snapshot(&progress, start);
+    // libostree's signal handler must be 'static and the sink is borrowed: the handler sends
+    // snapshots to a scoped thread that hands them to the sink.
+    let result = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::channel::<PullProgress>();
+        scope.spawn(move || {
+            for p in receiver {
+                progress.bytes(p.bytes_transferred, None);
+                progress.items(
+                    u64::from(p.objects_fetched),
+                    Some(u64::from(p.objects_requested)),
+                );
+            }
+        });
+        let handler = async_progress.connect_changed(move |p| {
+            let _ = sender.send(snapshot(p, start));
+        });
+        // Dropping the handler drops the sender, which ends the thread (on a panic too).
+        let _connected = Connected(&async_progress, Some(handler));
+        let result = repo.pull_with_options(
+            request.remote,
+            &options.end(),
+            Some(&async_progress),
+            Some(&cancellable(cancel)),
+        );
+        async_progress.finish();
+        result
+    });
+    let last = snapshot(&async_progress, start);
     result?;
     Ok(PullStats {
         used_delta: last.delta_parts_fetched > 0,
         progress: last,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A signal handler on the progress object, disconnected on drop.
+struct Connected<'a>(&'a ostree::AsyncProgress, Option<glib::SignalHandlerId>);
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        if let Some(handler) = self.1.take() {
+            self.0.disconnect(handler);
+        }
+    }
 }
 
 fn snapshot(p: &ostree::AsyncProgress, start: Instant) -> PullProgress {

@@ -352,7 +352,7 @@ mod tests {
             remote: Some(RemoteConfig {
                 name: "keel".into(),
                 url: "http://127.0.0.1:1/repo".into(),
-                reference: "keel/stable".into(),
+                reference: "keel/stable".parse().unwrap(),
             }),
             deployments: vec![d0, d1],
             pending_etc: Some(PendingEtc {

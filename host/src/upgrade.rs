@@ -7,16 +7,18 @@
 //! the whole commit arrived.
 
 use std::path::Path;
-use std::rc::Rc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use keel_common::cancel::Cancel;
+use keel_common::ostree_ref::OstreeRef;
+use keel_common::progress::Progress;
 use ostree::{gio, glib};
 use serde::Serialize;
 
 use crate::config::{self, RemoteConfig};
 use crate::delta;
-use crate::host::Host;
-use crate::pull::{self, PullProgress, PullRequest, PullStats, RemoteFiles};
+use crate::host::{cancellable, Host};
+use crate::pull::{self, PullRequest, PullStats, RemoteFiles};
 use crate::verify::{self, CommitInfo, Policy};
 
 /// How far to go once an update is found.
@@ -35,7 +37,7 @@ pub enum Mode {
 #[derive(Clone, Debug)]
 pub struct Request {
     /// `Some(ref)` for a rebase onto another ref of the configured remote.
-    pub rebase_to: Option<String>,
+    pub rebase_to: Option<OstreeRef>,
     pub mode: Mode,
     pub network_retries: u32,
 }
@@ -49,9 +51,9 @@ impl Request {
         }
     }
 
-    pub fn rebase(reference: &str, mode: Mode) -> Self {
+    pub fn rebase(reference: &OstreeRef, mode: Mode) -> Self {
         Self {
-            rebase_to: Some(reference.to_string()),
+            rebase_to: Some(reference.clone()),
             ..Self::upgrade(mode)
         }
     }
@@ -88,7 +90,7 @@ pub struct PackageDiff {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub remote: String,
-    pub reference: String,
+    pub reference: OstreeRef,
     pub rebase: bool,
     pub mode: Mode,
     pub current: Option<CommitSummary>,
@@ -105,23 +107,22 @@ pub struct Report {
     pub deployed: bool,
 }
 
-/// Runs the pipeline on `host`. `on_progress` sees libostree's pull progress; cancelling
-/// `cancellable` (Ctrl-C) stops the pull, keeping what arrived for the next run.
+/// Runs the pipeline on `host`. `progress` sees each phase and the bytes and objects (or delta
+/// parts) received; cancelling `cancel` (Ctrl-C) stops the pull, keeping what arrived for the
+/// next run.
 pub fn run(
     host: &Host,
     request: &Request,
-    on_progress: Box<dyn Fn(&PullProgress)>,
-    cancellable: &gio::Cancellable,
+    cancel: &Cancel,
+    progress: &dyn Progress,
 ) -> Result<Report> {
+    progress.phase("check");
     let root = host.config_root();
     let remote = configured_remote(&root)?;
     let reference = request
         .rebase_to
         .clone()
         .unwrap_or_else(|| remote.reference.clone());
-    if reference.is_empty() || reference.contains(':') {
-        bail!("ref {reference:?} must be non-empty and without ':' (the remote comes from the config)");
-    }
     let (trusted, revoked) = crate::keys::trusted_keys(&root)?;
     let repo = host.repo();
     let url = repo.remote_get_url(&remote.name).with_context(|| {
@@ -135,7 +136,7 @@ pub fn run(
     let current = current_commit(host)?;
     let (summary, summary_sig) = files.summary().context("fetching the remote's summary")?;
     verify::verify_summary(&summary, summary_sig.as_deref(), &trusted, &revoked)?;
-    let new_checksum = pull::resolve_ref(&files, &summary, &reference)?;
+    let new_checksum = pull::resolve_ref(&files, &summary, reference.as_str())?;
 
     let staged = host.staged_deployment().map(|d| d.csum().to_string());
     let running = current.as_ref().map(|c| c.checksum.as_str());
@@ -149,7 +150,7 @@ pub fn run(
     let policy = Policy {
         trusted: &trusted,
         revoked: &revoked,
-        followed_ref: &reference,
+        followed_ref: reference.as_str(),
         not_older_than: current.as_ref().map(|c| c.timestamp),
         allow_downgrade: false,
     };
@@ -189,39 +190,34 @@ pub fn run(
         return Ok(report);
     }
 
-    let on_progress: Rc<dyn Fn(&PullProgress)> = Rc::from(on_progress);
+    let cancellable = cancellable(cancel);
     let repo_path = host.path().join("ostree/repo");
     let from = current.as_ref().map(|c| c.checksum.clone());
     let via_delta = match from {
-        Some(from) if !complete => fetch_and_apply_delta(
-            &repo,
-            &files,
-            &from,
-            &new_checksum,
-            &on_progress,
-            cancellable,
-        )
-        .map_err(|e| {
-            let hint = if is_out_of_space(&format!("{e:#}")) {
-                format!(" ({})", out_of_space_hint(&repo_path))
-            } else {
-                String::new()
-            };
-            e.context(format!(
-                "applying the static delta to {new_checksum} for {reference} failed; \
+        Some(from) if !complete => {
+            fetch_and_apply_delta(&repo, &files, &from, &new_checksum, progress, &cancellable)
+                .map_err(|e| {
+                    let hint = if is_out_of_space(&format!("{e:#}")) {
+                        format!(" ({})", out_of_space_hint(&repo_path))
+                    } else {
+                        String::new()
+                    };
+                    e.context(format!(
+                        "applying the static delta to {new_checksum} for {reference} failed; \
                  nothing was deployed and the ref did not move{hint}"
-            ))
-        })?,
+                    ))
+                })?
+        }
         _ => None,
     };
     let pull_request = PullRequest {
         remote: &remote.name,
-        reference: &reference,
+        reference: reference.as_str(),
         checksum: &new_checksum,
         network_retries: request.network_retries,
     };
-    let mut stats = pull::pull_content(&repo, &pull_request, on_progress, cancellable)
-        .map_err(|e| explain_pull_error(e, &repo_path, &reference, &new_checksum))?;
+    let mut stats = pull::pull_content(&repo, &pull_request, cancel, progress)
+        .map_err(|e| explain_pull_error(e, &repo_path, reference.as_str(), &new_checksum))?;
     if let Some(fetched) = via_delta {
         stats.used_delta = true;
         stats.progress.bytes_transferred += fetched.bytes;
@@ -233,8 +229,8 @@ pub fn run(
         return Ok(report);
     }
 
-    let refspec = format!("{}:{}", remote.name, reference);
-    host.deploy(&new_checksum, &refspec, None)?;
+    let refspec = reference.on_remote(&remote.name);
+    host.deploy(&new_checksum, &refspec, None, cancel, progress)?;
     report.deployed = true;
     if request.rebase_to.is_some() {
         follow_ref(host, &remote, &reference)?;
@@ -271,10 +267,10 @@ fn current_commit(host: &Host) -> Result<Option<CommitInfo>> {
 /// Records `reference` as the followed ref in the config drop-in `keel remote add` writes,
 /// under the config root of the new default deployment (or `/` on a booted host, whence the
 /// staged deployment's /etc merge carries it over).
-fn follow_ref(host: &Host, remote: &RemoteConfig, reference: &str) -> Result<()> {
+fn follow_ref(host: &Host, remote: &RemoteConfig, reference: &OstreeRef) -> Result<()> {
     host.reload()?;
     let updated = RemoteConfig {
-        reference: reference.to_string(),
+        reference: reference.clone(),
         ..remote.clone()
     };
     let path = host.config_root().join(config::REMOTE_DROPIN);
@@ -299,21 +295,16 @@ fn fetch_and_apply_delta(
     files: &RemoteFiles,
     from: &str,
     to: &str,
-    on_progress: &Rc<dyn Fn(&PullProgress)>,
+    progress: &dyn Progress,
     cancellable: &gio::Cancellable,
 ) -> Result<Option<delta::Downloaded>> {
     let Some(dir) = delta::cache_dir(repo, from, to) else {
         return Ok(None);
     };
-    let start = std::time::Instant::now();
+    progress.phase("delta");
     let report = |done: usize, total: usize, bytes: u64| {
-        on_progress(&PullProgress {
-            bytes_transferred: bytes,
-            delta_parts_fetched: done as u32,
-            delta_parts_total: total as u32,
-            rate: (bytes as f64 / start.elapsed().as_secs_f64().max(0.001)) as u64,
-            ..PullProgress::default()
-        })
+        progress.bytes(bytes, None);
+        progress.items(done as u64, Some(total as u64));
     };
     let Some(downloaded) = delta::download(files, from, to, &dir, cancellable, &report)? else {
         return Ok(None);
@@ -535,7 +526,7 @@ mod tests {
         };
         Report {
             remote: "keel".into(),
-            reference: "os/stable".into(),
+            reference: "os/stable".parse().unwrap(),
             rebase: false,
             mode: Mode::Check,
             current: Some(commit("a", "1", 1_700_000_000)),

@@ -4,6 +4,8 @@
 
 use crate::etc_plan::{self, EtcPlan};
 use anyhow::{bail, Context, Result};
+use keel_common::cancel::Cancel;
+use keel_common::progress::Progress;
 use ostree::gio::{self, prelude::*};
 use ostree::glib;
 use std::path::{Path, PathBuf};
@@ -211,7 +213,14 @@ impl Host {
     /// given. When `checksum` is not the ref's current commit the origin gets
     /// `override-commit`, so the deployment stays on it but still follows the ref.
     /// Refuses, before writing anything, when the /etc merge would conflict.
-    pub fn deploy(&self, checksum: &str, refspec: &str, kargs: Option<&[String]>) -> Result<()> {
+    pub fn deploy(
+        &self,
+        checksum: &str,
+        refspec: &str,
+        kargs: Option<&[String]>,
+        cancel: &Cancel,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let origin = self.sysroot.origin_new_from_refspec(refspec);
         let head = self
             .repo()
@@ -220,7 +229,7 @@ impl Host {
         if head.as_deref() != Some(checksum) {
             origin.set_string("origin", OVERRIDE_COMMIT, checksum);
         }
-        self.deploy_with_origin(checksum, &origin, kargs)
+        self.deploy_with_origin(checksum, &origin, kargs, cancel, progress)
     }
 
     /// [`Host::deploy`] with a ready origin (e.g. a copy of an existing deployment's).
@@ -229,7 +238,11 @@ impl Host {
         checksum: &str,
         origin: &glib::KeyFile,
         kargs: Option<&[String]>,
+        cancel: &Cancel,
+        progress: &dyn Progress,
     ) -> Result<()> {
+        cancel.check()?;
+        progress.phase("deploy");
         let _lock = self.lock()?;
         self.reload()?;
         let plan = self.etc_plan_for_commit(checksum)?;
@@ -248,6 +261,7 @@ impl Host {
             ..Default::default()
         };
         let what = format!("deploying {checksum} for {}", self.osname);
+        let cancellable = cancellable(cancel);
         if self.booted {
             self.sysroot
                 .stage_tree_with_options(
@@ -256,7 +270,7 @@ impl Host {
                     Some(origin),
                     merge.as_ref(),
                     &opts,
-                    gio::Cancellable::NONE,
+                    Some(&cancellable),
                 )
                 .with_context(|| what.clone())?;
         } else {
@@ -268,7 +282,7 @@ impl Host {
                     Some(origin),
                     merge.as_ref(),
                     Some(&opts),
-                    gio::Cancellable::NONE,
+                    Some(&cancellable),
                 )
                 .and_then(|new| {
                     self.sysroot.simple_write_deployment(
@@ -346,6 +360,14 @@ impl Host {
         })?;
         Ok(Lock(&self.sysroot))
     }
+}
+
+/// A libostree cancellable that `cancel` cancels.
+pub fn cancellable(cancel: &Cancel) -> gio::Cancellable {
+    let cancellable = gio::Cancellable::new();
+    let hook = cancellable.clone();
+    cancel.on_cancel(move || hook.cancel());
+    cancellable
 }
 
 /// The /etc-like tree at `path` (empty when missing), read through a directory handle.
