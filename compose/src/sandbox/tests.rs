@@ -223,3 +223,42 @@ fn missing_root_is_an_error_naming_it() {
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent-keel-root"), "{err}");
 }
+
+/// On demand (`--run-ignored only`): the seccomp filter's cost on a file-heavy workload like
+/// dpkg's unpack (copying the host's documentation and manual pages, ~20k files, with their
+/// modes and owners), against the same bwrap without the filter. Best of five each, run
+/// alternately so both see the same load.
+#[test]
+#[ignore = "benchmark; run on demand"]
+fn seccomp_filter_costs_little_on_a_file_heavy_workload() {
+    let (_root, sandbox) = host_usr_tree();
+    let workload =
+        "tar -C /usr/share -cf - doc man | tar -C /tmp -xpf - && rm -rf /tmp/doc /tmp/man";
+    let argv = ["sh", "-c", workload];
+    let without_filter = || {
+        let started = Instant::now();
+        let status = Command::new("bwrap")
+            .args(sandbox.bwrap_args())
+            .arg("--")
+            .args(argv)
+            .env_clear()
+            .envs(sandbox.environment())
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        started.elapsed()
+    };
+    let with_filter = || {
+        let started = Instant::now();
+        sandbox.run(&argv, "the workload").unwrap();
+        started.elapsed()
+    };
+    let (mut with, mut without) = (Duration::MAX, Duration::MAX);
+    for _ in 0..5 {
+        without = without.min(without_filter());
+        with = with.min(with_filter());
+    }
+    eprintln!("best of five: {with:?} with the filter, {without:?} without");
+    assert!(with.as_secs_f64() < without.as_secs_f64() * 1.10);
+}
