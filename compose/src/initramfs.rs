@@ -107,7 +107,12 @@ pub fn generate(sandbox: &Sandbox, kver: &str) -> Result<PathBuf, InitramfsError
             )
             .map_err(dracut_err)?;
     }
+    // The sandbox has no CAP_MKNOD (a device node could be the host's disk): dracut then
+    // leaves /dev empty, as it does in containers; the kernel's built-in initramfs has
+    // /dev/console and the initramfs's systemd mounts devtmpfs.
     sandbox
+        .clone()
+        .env("DRACUT_NO_MKNOD", "1")
         .run(
             &[
                 "dracut", "--quiet", "--force", "--tmpdir", "/tmp", "--kver", kver, &image,
