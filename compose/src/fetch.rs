@@ -1,19 +1,20 @@
 //! Downloading the resolved `.deb` files into a cache keyed by their sha256.
 //!
-//! Layout: `CACHEDIR/debs/sha256/<hex>.deb`. A file is written to a temporary file in that
+//! Layout: `<hex>.deb` in the cache directory's `CacheDir::debs` (`CACHEDIR/debs/sha256/`). A file is written to a temporary file in that
 //! directory, hashed while it streams, synced, and renamed into place only when its sha256 is
 //! the one the verified repository index promised; a mismatch leaves nothing behind. A file
 //! already in the cache is hashed again before use, so a corrupted cache entry is detected,
 //! removed and fetched again. Local `.deb` files ([`PackageSource::Path`]) enter the cache the
-//! same way. Downloads run `jobs` at a time on plain threads; a progress bar (bytes, rate,
-//! packages) is drawn on stderr when it is a terminal.
+//! same way. Downloads run `jobs` at a time on plain threads, reporting bytes and packages to
+//! the progress sink; a cancelled token stops them between packages and between reads.
 
 use crate::package::{PackageSource, ResolvedPackage};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keel_common::cancel::Cancel;
+use keel_common::progress::Progress;
 use sha2::{Digest, Sha256};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -51,22 +52,23 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("fetching packages was cancelled")]
+    Cancelled,
 }
 
-/// The cache path of a `.deb` with this sha256.
+/// The cache path of a `.deb` with this sha256 in `cachedir` (`CacheDir::debs`).
 pub fn cache_path(cachedir: &Path, sha256: &str) -> PathBuf {
-    cachedir
-        .join("debs")
-        .join("sha256")
-        .join(format!("{sha256}.deb"))
+    cachedir.join(format!("{sha256}.deb"))
 }
 
-/// Makes every package's `.deb` present and verified in `cachedir`, `jobs` downloads at a time,
-/// and returns their cache paths in the order of `packages`.
+/// Makes every package's `.deb` present and verified in `cachedir` (`CacheDir::debs`), `jobs`
+/// downloads at a time, and returns their cache paths in the order of `packages`.
 pub fn fetch(
     packages: &[ResolvedPackage],
     cachedir: &Path,
     jobs: usize,
+    cancel: &Cancel,
+    progress: &dyn Progress,
 ) -> Result<Vec<PathBuf>, FetchError> {
     for p in packages {
         if !is_sha256_hex(&p.sha256) {
@@ -76,7 +78,7 @@ pub fn fetch(
             });
         }
     }
-    let dir = cachedir.join("debs").join("sha256");
+    let dir = cachedir.to_path_buf();
     if let Err(source) = std::fs::create_dir_all(&dir) {
         return Err(FetchError::Io {
             package: packages.first().map(|p| p.name.clone()).unwrap_or_default(),
@@ -86,7 +88,7 @@ pub fn fetch(
         });
     }
     remove_stale_temps(&dir, STALE_AFTER);
-    let progress = progress_bar(packages);
+    let progress = Tally::new(packages, progress, cancel);
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(30))
         .timeout_read(Duration::from_secs(60))
@@ -102,18 +104,19 @@ pub fn fetch(
                 if i >= packages.len() || failed.load(Ordering::SeqCst) {
                     break;
                 }
-                let result = fetch_one(&agent, &packages[i], cachedir, &progress);
+                let result = match cancel.check() {
+                    Ok(()) => fetch_one(&agent, &packages[i], cachedir, &progress),
+                    Err(_) => Err(FetchError::Cancelled),
+                };
                 if result.is_err() {
                     failed.store(true, Ordering::SeqCst);
                 }
-                progress.set_message(packages[i].name.clone());
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result);
                 }
             });
         }
     });
-    progress.finish_and_clear();
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut paths = Vec::with_capacity(packages.len());
     let mut first_error = None;
@@ -126,6 +129,7 @@ pub fn fetch(
         }
     }
     match first_error {
+        Some(_) if cancel.is_cancelled() => Err(FetchError::Cancelled),
         Some(e) => Err(e),
         None => Ok(paths),
     }
@@ -151,28 +155,50 @@ fn remove_stale_temps(dir: &Path, age: Duration) {
     }
 }
 
-fn progress_bar(packages: &[ResolvedPackage]) -> ProgressBar {
-    let total: u64 = packages.iter().map(|p| p.size).sum();
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(total), target);
-    if let Ok(style) = ProgressStyle::with_template(
-        "fetching {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {prefix} packages {wide_msg}",
-    ) {
-        bar.set_style(style);
+/// Bytes and packages done so far, reported to the progress sink as they grow.
+struct Tally<'a> {
+    sink: &'a dyn Progress,
+    cancel: &'a Cancel,
+    bytes: AtomicU64,
+    total_bytes: u64,
+    packages: AtomicU64,
+    total_packages: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(packages: &[ResolvedPackage], sink: &'a dyn Progress, cancel: &'a Cancel) -> Self {
+        Self {
+            sink,
+            cancel,
+            bytes: AtomicU64::new(0),
+            total_bytes: packages.iter().map(|p| p.size).sum(),
+            packages: AtomicU64::new(0),
+            total_packages: packages.len() as u64,
+        }
     }
-    bar.set_prefix(format!("0/{}", packages.len()));
-    bar
+
+    fn add_bytes(&self, n: u64) {
+        let done = self.bytes.fetch_add(n, Ordering::SeqCst) + n;
+        self.sink.bytes(done, Some(self.total_bytes));
+    }
+
+    /// Forgets the bytes of a failed attempt, so the total stays honest.
+    fn forget_bytes(&self, n: u64) {
+        let done = self.bytes.fetch_sub(n, Ordering::SeqCst).saturating_sub(n);
+        self.sink.bytes(done, Some(self.total_bytes));
+    }
+
+    fn package_done(&self) {
+        let done = self.packages.fetch_add(1, Ordering::SeqCst) + 1;
+        self.sink.items(done, Some(self.total_packages));
+    }
 }
 
 fn fetch_one(
     agent: &ureq::Agent,
     package: &ResolvedPackage,
     cachedir: &Path,
-    progress: &ProgressBar,
+    progress: &Tally,
 ) -> Result<PathBuf, FetchError> {
     let dest = cache_path(cachedir, &package.sha256);
     let io = |action, path: &Path| {
@@ -189,18 +215,16 @@ fn fetch_one(
         let file = std::fs::File::open(&dest).map_err(io("opening the cached", &dest))?;
         let actual = hash_reader(file).map_err(io("reading the cached", &dest))?;
         if actual == package.sha256 {
-            progress.inc(package.size);
-            bump_count(progress);
+            progress.add_bytes(package.size);
+            progress.package_done();
             return Ok(dest);
         }
-        progress.suspend(|| {
-            eprintln!(
-                "keel: cached {} has sha256 {actual}, expected {}; fetching {} again",
-                dest.display(),
-                package.sha256,
-                package.name
-            )
-        });
+        progress.sink.warning(&format!(
+            "cached {} has sha256 {actual}, expected {}; fetching {} again",
+            dest.display(),
+            package.sha256,
+            package.name
+        ));
         std::fs::remove_file(&dest).map_err(io("removing the corrupt cached", &dest))?;
     }
     let dir = dest.parent().unwrap_or(cachedir);
@@ -209,8 +233,8 @@ fn fetch_one(
             let file = std::fs::File::open(path).map_err(io("opening", path))?;
             let temp =
                 tempfile::NamedTempFile::new_in(dir).map_err(io("creating a file in", dir))?;
-            let (temp, actual) =
-                copy_hashing(file, temp, progress).map_err(io("copying into the cache", path))?;
+            let (temp, actual) = copy_hashing(file, temp, progress, &mut 0)
+                .map_err(io("copying into the cache", path))?;
             (temp, actual, path.display().to_string())
         }
         PackageSource::Url(url) => {
@@ -219,9 +243,9 @@ fn fetch_one(
                 match download(agent, package, url, dir, progress) {
                     Ok((temp, actual)) => break (temp, actual, url.clone()),
                     Err(Retry::Later(reason)) if attempt < ATTEMPTS => {
-                        progress.suspend(|| {
-                            eprintln!("keel: {url}: {reason}; retrying ({attempt}/{ATTEMPTS})")
-                        });
+                        progress
+                            .sink
+                            .warning(&format!("{url}: {reason}; retrying ({attempt}/{ATTEMPTS})"));
                         std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
                         attempt += 1;
                     }
@@ -252,7 +276,7 @@ fn fetch_one(
     temp.persist(&dest)
         .map_err(|e| e.error)
         .map_err(io("renaming into", &dest))?;
-    bump_count(progress);
+    progress.package_done();
     Ok(dest)
 }
 
@@ -267,7 +291,7 @@ fn download(
     package: &ResolvedPackage,
     url: &str,
     dir: &Path,
-    progress: &ProgressBar,
+    progress: &Tally,
 ) -> Result<(tempfile::NamedTempFile, String), Retry> {
     let response = match agent.get(url).call() {
         Ok(r) => r,
@@ -287,26 +311,33 @@ fn download(
             source,
         })
     })?;
-    let counted = progress.position();
-    match copy_hashing(response.into_reader(), temp, progress) {
+    let mut copied = 0;
+    match copy_hashing(response.into_reader(), temp, progress, &mut copied) {
         Ok(done) => Ok(done),
         Err(e) => {
-            // Forget the bytes of the failed attempt so the bar stays honest.
-            progress.set_position(counted);
+            progress.forget_bytes(copied);
+            if progress.cancel.is_cancelled() {
+                return Err(Retry::Io(FetchError::Cancelled));
+            }
             Err(Retry::Later(format!("reading the body: {e}")))
         }
     }
 }
 
-/// Copies `reader` into `temp`, hashing and counting on the way.
+/// Copies `reader` into `temp`, hashing and counting (into `copied` and `progress`) on the
+/// way; stops with an error when the fetch is cancelled.
 fn copy_hashing(
     mut reader: impl Read,
     mut temp: tempfile::NamedTempFile,
-    progress: &ProgressBar,
+    progress: &Tally,
+    copied: &mut u64,
 ) -> std::io::Result<(tempfile::NamedTempFile, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        if progress.cancel.is_cancelled() {
+            return Err(std::io::Error::other("cancelled"));
+        }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -315,7 +346,8 @@ fn copy_hashing(
         };
         hasher.update(&buf[..n]);
         temp.write_all(&buf[..n])?;
-        progress.inc(n as u64);
+        *copied += n as u64;
+        progress.add_bytes(n as u64);
     }
     Ok((temp, hex::encode(hasher.finalize())))
 }
@@ -325,16 +357,6 @@ pub fn hash_reader(mut reader: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut reader, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn bump_count(progress: &ProgressBar) {
-    let done = progress
-        .prefix()
-        .split_once('/')
-        .and_then(|(d, t)| Some((d.parse::<usize>().ok()? + 1, t.to_string())));
-    if let Some((done, total)) = done {
-        progress.set_prefix(format!("{done}/{total}"));
-    }
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -358,8 +380,8 @@ mod tests {
     #[test]
     fn cache_paths_are_keyed_by_checksum() {
         assert_eq!(
-            cache_path(Path::new("/c"), "ff"),
-            PathBuf::from("/c/debs/sha256/ff.deb")
+            cache_path(Path::new("/c/debs"), "ff"),
+            PathBuf::from("/c/debs/ff.deb")
         );
     }
 
@@ -394,12 +416,72 @@ mod tests {
         assert!(young.exists() && kept.exists());
     }
 
+    fn local_package(dir: &Path, name: &str, content: &[u8]) -> ResolvedPackage {
+        let path = dir.join(format!("{name}.deb"));
+        std::fs::write(&path, content).unwrap();
+        ResolvedPackage {
+            name: name.into(),
+            version: "1".into(),
+            arch: "amd64".into(),
+            sha256: hash_reader(content).unwrap(),
+            size: content.len() as u64,
+            source: PackageSource::Path(path),
+            repo: "test".into(),
+            essential: false,
+            priority: "optional".into(),
+            pre_depends: Vec::new(),
+            depends: Vec::new(),
+        }
+    }
+
     #[test]
-    fn package_counter_counts_up() {
-        let bar = ProgressBar::hidden();
-        bar.set_prefix("0/3");
-        bump_count(&bar);
-        bump_count(&bar);
-        assert_eq!(bar.prefix(), "2/3");
+    fn progress_counts_bytes_and_packages_up_to_their_totals() {
+        use keel_common::progress::{Event, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let packages = [
+            local_package(dir.path(), "a", &[1; 3000]),
+            local_package(dir.path(), "b", &[2; 5000]),
+        ];
+        let sink = Recorder::default();
+        let cache = dir.path().join("cache");
+        fetch(&packages, &cache, 2, &Cancel::new(), &sink).unwrap();
+        let events = sink.events();
+        assert_eq!(
+            events
+                .iter()
+                .rev()
+                .find(|e| matches!(e, Event::Items { .. })),
+            Some(&Event::Items {
+                done: 2,
+                total: Some(2)
+            })
+        );
+        let most_bytes = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Bytes { done, total } => Some((*done, *total)),
+                _ => None,
+            })
+            .max();
+        assert_eq!(most_bytes, Some((8000, Some(8000))));
+    }
+
+    #[test]
+    fn a_cancelled_fetch_fetches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let packages = [local_package(dir.path(), "a", b"deb")];
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let cache = dir.path().join("cache");
+        let err = fetch(
+            &packages,
+            &cache,
+            1,
+            &cancel,
+            &keel_common::progress::Discard,
+        )
+        .unwrap_err();
+        assert!(matches!(err, FetchError::Cancelled), "{err}");
+        assert!(!cache_path(&cache, &packages[0].sha256).exists());
     }
 }

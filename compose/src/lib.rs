@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apt;
-pub mod cachedir_lock;
+pub mod cachedir;
 pub mod cli;
 pub mod commit;
 pub mod customize;

@@ -4,6 +4,9 @@
 //! host's `/usr` read-only (dpkg, a shell, coreutils), so the test packages ship their files
 //! outside `/usr` (`/opt`, `/etc`, `/var`).
 
+use keel_common::cancel::Cancel;
+use keel_common::progress::Discard;
+use keel_compose::cachedir::CacheDir;
 use keel_compose::fetch::{cache_path, fetch, FetchError};
 use keel_compose::install::{install_with, InstallError, PackageCache};
 use keel_compose::package::{PackageSource, ResolvedPackage};
@@ -76,7 +79,7 @@ fn fetch_in_parallel_fills_the_cache_and_reuses_it() {
         .iter()
         .map(|d| resolved(d, served.path(), Some(server.url())))
         .collect();
-    let paths = fetch(&packages, cache.path(), 4).unwrap();
+    let paths = fetch(&packages, cache.path(), 4, &Cancel::new(), &Discard).unwrap();
     for (p, path) in packages.iter().zip(&paths) {
         assert_eq!(*path, cache_path(cache.path(), &p.sha256));
         let bytes = std::fs::read(path).unwrap();
@@ -87,7 +90,10 @@ fn fetch_in_parallel_fills_the_cache_and_reuses_it() {
     assert_eq!(server.requests().len(), packages.len());
 
     server.reset_counters();
-    assert_eq!(fetch(&packages, cache.path(), 4).unwrap(), paths);
+    assert_eq!(
+        fetch(&packages, cache.path(), 4, &Cancel::new(), &Discard).unwrap(),
+        paths
+    );
     assert_eq!(server.bytes_sent(), 0, "a second fetch must use the cache");
 }
 
@@ -105,16 +111,22 @@ fn tampered_deb_fails_naming_the_package_and_both_hashes_and_leaves_nothing() {
     std::fs::write(&on_server, &bytes).unwrap();
     let actual = hex::encode(Sha256::digest(&bytes));
 
-    let err = fetch(std::slice::from_ref(&package), cache.path(), 2).unwrap_err();
+    let err = fetch(
+        std::slice::from_ref(&package),
+        cache.path(),
+        2,
+        &Cancel::new(),
+        &Discard,
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, FetchError::Checksum { .. }), "{text}");
     assert!(text.contains("victim"), "{text}");
     assert!(text.contains(&package.sha256), "{text}");
     assert!(text.contains(&actual), "{text}");
     assert!(text.contains(server.url()), "{text}");
-    let dir = cache.path().join("debs/sha256");
     assert_eq!(
-        files_in(&dir),
+        files_in(cache.path()),
         Vec::<PathBuf>::new(),
         "no partial file may stay"
     );
@@ -130,11 +142,25 @@ fn corrupted_cached_file_is_detected_and_fetched_again() {
         served.path(),
         Some(server.url()),
     );
-    let paths = fetch(std::slice::from_ref(&package), cache.path(), 1).unwrap();
+    let paths = fetch(
+        std::slice::from_ref(&package),
+        cache.path(),
+        1,
+        &Cancel::new(),
+        &Discard,
+    )
+    .unwrap();
     std::fs::write(&paths[0], b"bit rot").unwrap();
     server.reset_counters();
 
-    let again = fetch(std::slice::from_ref(&package), cache.path(), 1).unwrap();
+    let again = fetch(
+        std::slice::from_ref(&package),
+        cache.path(),
+        1,
+        &Cancel::new(),
+        &Discard,
+    )
+    .unwrap();
     assert_eq!(
         server.requests().len(),
         1,
@@ -153,14 +179,23 @@ fn local_debs_enter_the_cache_and_server_errors_name_the_url() {
         local.path(),
         None,
     );
-    let paths = fetch(std::slice::from_ref(&package), cache.path(), 1).unwrap();
+    let paths = fetch(
+        std::slice::from_ref(&package),
+        cache.path(),
+        1,
+        &Cancel::new(),
+        &Discard,
+    )
+    .unwrap();
     assert_eq!(paths[0], cache_path(cache.path(), &package.sha256));
 
     let served = tempfile::tempdir().unwrap();
     let server = FileServer::serve(served.path()).unwrap();
     let mut missing = resolved(&Deb::new("gone", "1.0"), served.path(), Some(server.url()));
     missing.source = PackageSource::Url(format!("{}/nothing-here.deb", server.url()));
-    let err = fetch(&[missing], cache.path(), 1).unwrap_err().to_string();
+    let err = fetch(&[missing], cache.path(), 1, &Cancel::new(), &Discard)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("gone") && err.contains("nothing-here.deb") && err.contains("404"),
         "{err}"
@@ -233,7 +268,7 @@ fn install_configures_everything_runs_postinst_and_triggers() {
         .map(|d| resolved(d, debs_dir.path(), None))
         .collect();
     let cachedir = tempfile::tempdir().unwrap();
-    let debs = fetch(&packages, cachedir.path(), 4).unwrap();
+    let debs = fetch(&packages, cachedir.path(), 4, &Cancel::new(), &Discard).unwrap();
     let root = tempfile::tempdir().unwrap();
 
     let report = install_with(
@@ -368,8 +403,9 @@ fn warm_install_places_cached_script_free_packages_and_dpkg_accepts_them() {
         .map(|d| resolved(d, debs_dir.path(), None))
         .collect();
     let cachedir = tempfile::tempdir().unwrap();
-    let debs = fetch(&packages, cachedir.path(), 4).unwrap();
-    let cache = PackageCache::open(cachedir.path()).unwrap();
+    let cachedir = CacheDir::open(cachedir.path(), &Discard).unwrap();
+    let debs = fetch(&packages, &cachedir.debs(), 4, &Cancel::new(), &Discard).unwrap();
+    let cache = cachedir.package_cache().unwrap();
 
     let cold = tempfile::tempdir().unwrap();
     let report = install_with(&sandbox(cold.path()), &packages, &debs, &cache).unwrap();
@@ -444,10 +480,11 @@ fn verify_all(root: &Path) -> String {
 fn heavy_install_debian_required_set_cold_then_warm() {
     use keel_compose::apt;
     let cachedir = test_cache();
+    let layout = CacheDir::open(&cachedir, &Discard).unwrap();
     let specs = apt::machine_sources(Path::new("/etc/apt/sources.list.d")).unwrap();
-    let universe = apt::load(&specs, &[], "amd64", &cachedir).unwrap();
+    let universe = apt::load(&specs, &[], "amd64", &layout.indices(), &Discard).unwrap();
     let packages = apt::resolve(&universe, &apt::Request::default()).unwrap();
-    let debs = fetch(&packages, &cachedir, 4).unwrap();
+    let debs = fetch(&packages, &layout.debs(), 4, &Cancel::new(), &Discard).unwrap();
     let pkgcache_dir = tempfile::tempdir_in(&cachedir).unwrap();
     let cache = PackageCache::open(pkgcache_dir.path()).unwrap();
 

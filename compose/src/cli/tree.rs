@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use keel_common::cancel::Cancel;
 
 use crate::pipeline;
 
@@ -36,13 +37,15 @@ pub struct TreeArgs {
     pub release: crate::release::steps::ReleaseOptions,
 }
 
-pub fn run(args: TreeArgs) -> anyhow::Result<()> {
+pub fn run(args: TreeArgs, cancel: &Cancel) -> anyhow::Result<()> {
     let options = pipeline::Options {
         treefile: args.treefile,
         repo: args.repo,
         cachedir: args.cachedir,
     };
-    let report = pipeline::compose_with(&options, &args.release)?;
+    let progress = super::progress::Terminal::new(args.json);
+    let report = pipeline::compose_with(&options, &args.release, cancel, &progress)?;
+    drop(progress);
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
         println!("{text}");
