@@ -192,9 +192,21 @@ fn heavy_compose_host_treefile() {
     );
     assert!(linux.contains(kver.as_str()), "{linux}");
 
+    // Only this process's scratch trees: other test runs may be composing with the shared
+    // cache directory right now (each scratch tree's `owner` file names its process).
+    let ours = format!("{} ", std::process::id());
     let leftovers: Vec<_> = std::fs::read_dir(options.cachedir.join("tmp"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dir| {
+            std::fs::read_to_string(dir.join("owner")).is_ok_and(|owner| owner.starts_with(&ours))
+        })
+        .collect();
     assert!(leftovers.is_empty(), "scratch trees left: {leftovers:?}");
 
     // Unchanged inputs: a no-op that writes nothing and fetches no package.

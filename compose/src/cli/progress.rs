@@ -1,6 +1,7 @@
 //! Drawing a compose's progress on stderr: a line per phase, message and warning (prefixed
 //! `keel-compose:`, as they always were), and while a phase runs an indicatif bar for its
-//! bytes or items, or a spinner with the elapsed time when it reports neither. Bars are
+//! bytes or items (a phase reporting both, like fetch, gets the bytes bar with the items
+//! counted beside it), or a spinner with the elapsed time when it reports neither. Bars are
 //! drawn only when stderr is a terminal and `--json` was not given; lines always go to
 //! stderr, so stdout carries nothing but the `--json` object.
 
@@ -23,7 +24,7 @@ struct Current {
     bar: Option<(ProgressBar, BarKind)>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BarKind {
     Spinner,
     Bytes,
@@ -48,7 +49,7 @@ impl Terminal {
         let bar = ProgressBar::with_draw_target(total, target);
         let template = match kind {
             BarKind::Spinner => "{spinner} {prefix} {elapsed}",
-            BarKind::Bytes => "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            BarKind::Bytes => "{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             BarKind::Items => "{prefix} [{bar:20}] {pos}/{len}",
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
@@ -93,6 +94,12 @@ impl Progress for Terminal {
             }
             Event::Message { .. } | Event::Warning { .. } => {
                 print(&current, &line(&event).unwrap_or_default());
+            }
+            Event::Items { done, total } if matches!(current.bar, Some((_, BarKind::Bytes))) => {
+                if let Some((bar, _)) = &current.bar {
+                    let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+                    bar.set_message(format!("{done}{total}"));
+                }
             }
             Event::Bytes { done, total } | Event::Items { done, total } => {
                 let kind = if matches!(event, Event::Bytes { .. }) {
@@ -170,12 +177,27 @@ mod tests {
     #[test]
     fn bars_follow_the_events_without_a_terminal() {
         let sink = Terminal::new(true);
+        let kind = |sink: &Terminal| sink.current.lock().unwrap().bar.as_ref().map(|(_, k)| *k);
+        sink.phase("resolve");
+        assert_eq!(kind(&sink), Some(BarKind::Spinner));
+        sink.items(1, Some(2));
+        assert_eq!(kind(&sink), Some(BarKind::Items));
         sink.phase("fetch");
         sink.bytes(10, Some(100));
         sink.items(1, Some(2));
+        assert_eq!(
+            kind(&sink),
+            Some(BarKind::Bytes),
+            "items count beside the bytes"
+        );
+        {
+            let current = sink.current.lock().unwrap();
+            let (bar, _) = current.bar.as_ref().unwrap();
+            assert_eq!(bar.message(), "1/2");
+            assert_eq!(bar.position(), 10);
+        }
         sink.phase("install");
-        let current = sink.current.lock().unwrap();
-        assert_eq!(current.phase, "install");
-        assert!(matches!(current.bar, Some((_, BarKind::Spinner))));
+        assert_eq!(sink.current.lock().unwrap().phase, "install");
+        assert_eq!(kind(&sink), Some(BarKind::Spinner));
     }
 }

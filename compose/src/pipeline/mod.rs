@@ -1,9 +1,9 @@
 //! The compose pipeline: treefile -> packages -> tree -> ostree commit, phase by phase.
 //!
 //! Order and guarantees:
-//! 1. `load` the treefile and `resolve` its packages. Both only read (the index cache under the
-//!    cachedir aside, see `cachedir`): a bad treefile or a missing package fails here, before the repository
-//!    is created or touched.
+//! 1. `load` the treefile and `resolve` its packages. Both only read (the index cache in the
+//!    cache directory aside, see `cachedir`): a bad treefile or a missing package fails here,
+//!    before the repository is created or touched.
 //! 2. `fetch` the `.deb` files into the cachedir. `base`: the base layer (see
 //!    `install::layers`) is reused from the package cache, or installed and stored there, and
 //!    checked out with hardlinks into a scratch tree under `CACHEDIR/tmp/` (the cache's file
@@ -21,11 +21,12 @@
 //! so two composes in one process (a daemon's two callers) cancel independently. The scratch
 //! tree is removed on every exit path, including errors and cancellation: the token is
 //! checked between phases, cancels libostree's work and kills the running sandboxed process
-//! (a maintainer script, dracut), so the current phase fails at once, with `keel_common::cancel::Cancelled` in
-//! its error chain. A repository transaction that was interrupted is aborted: the refs stay as
-//! they were. A compose killed outright (SIGKILL) leaves its scratch tree; the next compose
-//! with the same cachedir removes it (its owner process is gone). Phases, their times and
-//! what they found are reported to the sink, never printed.
+//! (a maintainer script, dracut), so the current phase fails at once, with
+//! `keel_common::cancel::Cancelled` in its error chain. A repository transaction that was
+//! interrupted is aborted: the refs stay as they were. A compose killed outright (SIGKILL)
+//! leaves its scratch tree; the next compose with the same cachedir removes it (its owner
+//! process is gone). Phases, their times and what they found are reported to the sink,
+//! never printed.
 
 mod phases;
 mod report;
