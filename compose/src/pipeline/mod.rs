@@ -134,7 +134,9 @@ pub fn compose_with(
         });
     }
 
-    // Nothing is written to the repository before this point.
+    // Nothing is written to the repository before this point; a compose cancelled while it
+    // resolved stops here, before the repository is created.
+    phases.check("fetch")?;
     let repo = commit::open_or_create(&options.repo)?;
     let version = choose_version(&repo, &tf, release_options.version.as_deref())?;
 

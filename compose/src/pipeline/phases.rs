@@ -63,6 +63,18 @@ pub struct Phases<'a> {
 }
 
 impl Phases<'_> {
+    /// `Err` with [`Cancelled`] in its chain once the compose is cancelled, saying that it
+    /// stopped before `phase`.
+    pub fn check(&self, phase: &str) -> anyhow::Result<()> {
+        if self.cancellation.is_cancelled() {
+            return Err(anyhow::Error::new(Cancelled).context(format!(
+                "stopped before phase {phase}; the scratch tree is removed and the repository \
+                 is unchanged"
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs `f` as phase `phase`; refuses to start once cancelled, and marks an error that a
     /// cancellation caused as [`Cancelled`] (find it with `anyhow::Error::downcast_ref`).
     pub fn run<T>(
@@ -70,11 +82,7 @@ impl Phases<'_> {
         phase: &str,
         f: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        if self.cancellation.is_cancelled() {
-            return Err(anyhow::Error::new(Cancelled).context(format!(
-                "before phase {phase}: the scratch tree is removed and the repository is unchanged"
-            )));
-        }
+        self.check(phase)?;
         self.progress.phase(phase);
         let started = Instant::now();
         let result = f();
