@@ -1,6 +1,8 @@
 //! Downloading the resolved `.deb` files into a cache keyed by their sha256.
 //!
-//! Layout: `CACHEDIR/debs/sha256/<hex>.deb`. Every file comes through keel-io's HTTP client
+//! Layout: `DEBS/<hex>.deb`, where DEBS is the cache directory's `debs/sha256/`
+//! ([`crate::cachedir::CacheDir::debs`]), with `<hex>.control` beside it (what
+//! [`crate::apt::deb_control`] read from it). Every file comes through keel-io's HTTP client
 //! (a local `.deb`, [`PackageSource::Path`], as a `file://` URL): written to `<hex>.deb.part`,
 //! hashed while it streams, capped at the size the index lists, synced, and renamed into
 //! place only when its sha256 is the one the verified repository index promised; a mismatch
@@ -92,11 +94,8 @@ fn hint(error: &HttpError) -> &'static str {
 }
 
 /// The cache path of a `.deb` with this sha256.
-pub fn cache_path(cachedir: &Path, sha256: &str) -> PathBuf {
-    cachedir
-        .join("debs")
-        .join("sha256")
-        .join(format!("{sha256}.deb"))
+pub fn cache_path(debs: &Path, sha256: &str) -> PathBuf {
+    debs.join(format!("{sha256}.deb"))
 }
 
 /// Makes every package's `.deb` present and verified in `cachedir`, `jobs` downloads at a time,
@@ -118,7 +117,7 @@ pub fn fetch(
             });
         }
     }
-    let dir = cachedir.join("debs").join("sha256");
+    let dir = cachedir.to_path_buf();
     if let Err(source) = std::fs::create_dir_all(&dir) {
         return Err(FetchError::Io {
             package: packages.first().map(describe).unwrap_or_default(),
@@ -439,9 +438,7 @@ mod tests {
             err.to_string().contains("p0 1.0 (repository test)"),
             "{err}"
         );
-        let left: Vec<_> = std::fs::read_dir(cache.path().join("debs/sha256"))
-            .unwrap()
-            .collect();
+        let left: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
     }
 
@@ -480,11 +477,11 @@ mod tests {
     fn cache_paths_are_keyed_by_checksum() {
         assert_eq!(
             cache_path(Path::new("/c"), "ff"),
-            PathBuf::from("/c/debs/sha256/ff.deb")
+            PathBuf::from("/c/ff.deb")
         );
         assert_eq!(
             part_path(Path::new("/c"), "ff"),
-            PathBuf::from("/c/debs/sha256/ff.deb.part")
+            PathBuf::from("/c/ff.deb.part")
         );
     }
 

@@ -4,7 +4,6 @@
 
 pub mod apt;
 pub mod cachedir;
-pub mod cachedir_lock;
 pub mod cli;
 pub mod commit;
 pub mod customize;
@@ -20,5 +19,4 @@ pub mod release;
 pub mod resolve_cache;
 pub mod sandbox;
 pub mod scratch;
-pub mod terminal_progress;
 pub mod treefile;

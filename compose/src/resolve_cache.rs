@@ -15,18 +15,21 @@
 //! - Keel's version, this cache's format, and the identity of the running executable (path,
 //!   size, modification time), so a rebuilt resolver never reads its predecessor's results.
 //!
-//! Entries are JSON files `CACHEDIR/resolve-cache/KEY.json`, written atomically; an entry that
+//! Entries are JSON files `KEY.json` in the cache directory's `CacheDir::resolutions`, written atomically; an entry that
 //! cannot be read or parsed, or names another key, is a miss. Only the [`KEEP`] most recently
-//! used entries are kept. Errors are those of an uncached resolution, unchanged.
+//! used entries are kept. Errors are those of an uncached resolution, unchanged. A resolution
+//! that cannot be stored is reported as a warning to the progress sink.
 
 use crate::apt::depsolve::{self, Request};
 use crate::apt::index;
 use crate::apt::universe::{self, Freshness, VerifiedSuite};
 use crate::apt::{LocalRepo, RepoSpec};
+use crate::cachedir::CacheDir;
 use crate::package::ResolvedPackage;
 use crate::release::inputs::COMPOSER_VERSION;
 use crate::release::lockfile::Lockfile;
 use anyhow::Context;
+use keel_common::progress::Progress;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -38,9 +41,6 @@ pub const FORMAT: u32 = 2;
 /// How many entries stay in the cache (the most recently used).
 pub const KEEP: usize = 20;
 
-/// The cache's directory under the compose cachedir.
-pub const DIR: &str = "resolve-cache";
-
 /// The packages of a resolution, and whether they came from the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolution {
@@ -48,35 +48,50 @@ pub struct Resolution {
     pub cache_hit: bool,
 }
 
+/// Where packages come from: the repositories (apt specs and local `.deb` directories) and
+/// the architecture to resolve for.
+#[derive(Clone, Copy, Debug)]
+pub struct Sources<'a> {
+    pub specs: &'a [RepoSpec],
+    pub locals: &'a [LocalRepo],
+    pub arch: &'a str,
+}
+
 /// Resolves `request` (or the lockfile) against the repositories, reusing the result of an
-/// earlier identical resolution stored under `cachedir` when every input is unchanged.
+/// earlier identical resolution stored in `cachedir` when every input is unchanged.
 ///
 /// Errors are those of [`universe::load`] (with the context "loading the repositories'
 /// package indices"), [`depsolve::resolve`] (no context: the caller names the treefile) and
 /// [`crate::release::steps::resolve_locked`].
 pub fn resolve(
-    specs: &[RepoSpec],
-    locals: &[LocalRepo],
-    arch: &str,
-    cachedir: &Path,
+    sources: &Sources,
+    cachedir: &CacheDir,
     request: &Request,
     locked: Option<&(Lockfile, PathBuf)>,
     freshness: &Freshness,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Resolution> {
     const LOADING: &str = "loading the repositories' package indices";
-    let suites = universe::verify_suites(specs, arch, cachedir, freshness).context(LOADING)?;
+    let Sources {
+        specs,
+        locals,
+        arch,
+    } = *sources;
+    let indices = cachedir.indices();
+    let suites = universe::verify_suites(specs, arch, &indices, freshness).context(LOADING)?;
     let lockfile = locked.map(|(lock, _)| lock);
     // A local repository that cannot be read gives no key; the uncached path below then
     // reports the problem as it always did.
     let key = key_of(&suites, locals, arch, request, lockfile);
-    let dir = cachedir.join(DIR);
+    let dir = cachedir.resolutions();
     if let Some(packages) = key.as_deref().and_then(|key| read_entry(&dir, key)) {
         return Ok(Resolution {
             packages,
             cache_hit: true,
         });
     }
-    let universe = universe::load_verified(&suites, locals, arch, cachedir).context(LOADING)?;
+    let universe =
+        universe::load_verified(&suites, locals, arch, &indices, progress).context(LOADING)?;
     let packages = match locked {
         Some((lock, path)) => crate::release::steps::resolve_locked(&universe, lock, path)?,
         None => depsolve::resolve(&universe, request)?,
@@ -85,7 +100,7 @@ pub fn resolve(
     if let Some(key) = key {
         if key_of(&suites, locals, arch, request, lockfile).as_deref() == Some(key.as_str()) {
             if let Err(e) = write_entry(&dir, &key, &packages) {
-                eprintln!("keel-compose: warning: not caching the resolution: {e:#}");
+                progress.warning(&format!("not caching the resolution: {e:#}"));
             }
         }
     }

@@ -1,5 +1,5 @@
-//! Scratch directories for composes: `CACHEDIR/tmp/compose-XXXX`, on the package cache's file
-//! system (so a base layer checks out with hardlinks), each naming the process that owns it.
+//! Scratch directories for composes: `compose-XXXX` in the cache directory's scratch directory
+//! (`CACHEDIR/tmp`, see `cachedir`), on the package cache's file system (so a base layer checks out with hardlinks), each naming the process that owns it.
 //! A compose removes its own when done (the [`tempfile::TempDir`] drops); one killed outright
 //! (SIGKILL, power loss) leaves its directory, maybe with an overlay still mounted, and the
 //! next compose with that cachedir removes it.
@@ -7,18 +7,18 @@
 use std::path::Path;
 
 use anyhow::Context;
+use keel_common::progress::Progress;
 
 use crate::overlay;
 
-/// Creates a fresh scratch directory under `cachedir/tmp`, after removing the stale ones.
-pub fn create(cachedir: &Path) -> anyhow::Result<tempfile::TempDir> {
-    let scratch_parent = cachedir.join("tmp");
-    std::fs::create_dir_all(&scratch_parent)
+/// Creates a fresh scratch directory in `scratch_parent`, after removing the stale ones.
+pub fn create(scratch_parent: &Path, progress: &dyn Progress) -> anyhow::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(scratch_parent)
         .with_context(|| format!("creating {}", scratch_parent.display()))?;
-    remove_stale_scratch(&scratch_parent);
+    remove_stale_scratch(scratch_parent, progress);
     let scratch = tempfile::Builder::new()
         .prefix(SCRATCH_PREFIX)
-        .tempdir_in(&scratch_parent)
+        .tempdir_in(scratch_parent)
         .with_context(|| {
             format!(
                 "creating a scratch directory in {}",
@@ -50,7 +50,7 @@ fn process_identity(pid: &str) -> Option<String> {
 
 /// Removes scratch trees left behind by composes that were killed (SIGKILL, power loss) and
 /// so could not clean up. A tree whose owner process still runs is left alone.
-fn remove_stale_scratch(parent: &Path) {
+fn remove_stale_scratch(parent: &Path, progress: &dyn Progress) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -68,20 +68,20 @@ fn remove_stale_scratch(parent: &Path) {
             .and_then(process_identity)
             .is_some_and(|now| now == owner.trim());
         if !alive {
-            eprintln!(
-                "keel-compose: removing {} left by an interrupted compose",
+            progress.message(&format!(
+                "removing {} left by an interrupted compose",
                 entry.path().display()
-            );
+            ));
             // Its overlay may still be mounted; removing through it would be wrong and slow.
             if let Err(err) = overlay::unmount_below(&entry.path()) {
-                eprintln!("keel-compose: {err}");
+                progress.warning(&err.to_string());
                 continue;
             }
             if let Err(err) = std::fs::remove_dir_all(entry.path()) {
-                eprintln!(
-                    "keel-compose: could not remove {}: {err}",
+                progress.warning(&format!(
+                    "could not remove {}: {err}",
                     entry.path().display()
-                );
+                ));
             }
         }
     }
@@ -103,8 +103,20 @@ mod tests {
         // A pid that cannot exist (above the kernel's maximum) with our start time.
         std::fs::write(stale.join(SCRATCH_OWNER), "4194305 1").unwrap();
         std::fs::write(live.join(SCRATCH_OWNER), process_identity("self").unwrap()).unwrap();
-        remove_stale_scratch(parent.path());
+        let sink = keel_common::progress::Recorder::default();
+        remove_stale_scratch(parent.path(), &sink);
         assert!(!stale.exists());
+        assert_eq!(
+            sink.lines().len(),
+            1,
+            "says what it removed: {:?}",
+            sink.lines()
+        );
+        assert!(
+            sink.lines()[0].contains("compose-stale"),
+            "{:?}",
+            sink.lines()
+        );
         assert!(live.exists());
         assert!(
             foreign.exists(),

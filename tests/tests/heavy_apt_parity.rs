@@ -118,7 +118,14 @@ fn heavy_apt_parity_host_set() {
 
     let specs = apt::machine_sources(Path::new("/etc/apt/sources.list.d")).unwrap();
     let started = std::time::Instant::now();
-    let universe = apt::load(&specs, &[], "amd64", &cache_dir()).unwrap();
+    let universe = apt::load(
+        &specs,
+        &[],
+        "amd64",
+        &cache_dir().join("apt"),
+        &keel_common::progress::Discard,
+    )
+    .unwrap();
     let loaded = started.elapsed();
     eprintln!(
         "{} packages in the universe, loaded in {loaded:?}",

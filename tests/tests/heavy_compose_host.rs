@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use keel_common::cancel::Cancel;
 use keel_common::meta;
+use keel_common::progress::{Discard, Event, Recorder};
 use keel_compose::pipeline::{self, Options};
 use keel_compose::release::steps::ReleaseOptions;
 use keel_tests::deb::Deb;
@@ -44,8 +46,24 @@ fn heavy_compose_host_treefile() {
         cachedir: cache_root().join("compose-host"),
         allow_older_metadata: false,
     };
-    let report = pipeline::compose(&options).expect("composing treefiles/debian-host.toml");
+    let sink = Recorder::default();
+    let report = pipeline::compose(&options, &Cancel::new(), &sink)
+        .expect("composing treefiles/debian-host.toml");
     let commit = report.commit.as_str();
+    let events = sink.events();
+    for phase in ["resolve", "fetch", "install", "initramfs", "commit"] {
+        assert!(
+            events.contains(&Event::Phase { name: phase.into() }),
+            "the sink was told of phase {phase}: {events:?}"
+        );
+    }
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Items { done, total: Some(total) } if done == total && *total == report.packages as u64
+        )),
+        "fetching reports every package as done"
+    );
     eprintln!(
         "host compose: {:.1} s, {} packages, tree {} MB, repository +{} MB, phases {:?}",
         report.seconds,
@@ -175,14 +193,26 @@ fn heavy_compose_host_treefile() {
     );
     assert!(linux.contains(kver.as_str()), "{linux}");
 
+    // Only this process's scratch trees: other test runs may be composing with the shared
+    // cache directory right now (each scratch tree's `owner` file names its process).
+    let ours = format!("{} ", std::process::id());
     let leftovers: Vec<_> = std::fs::read_dir(options.cachedir.join("tmp"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dir| {
+            std::fs::read_to_string(dir.join("owner")).is_ok_and(|owner| owner.starts_with(&ours))
+        })
+        .collect();
     assert!(leftovers.is_empty(), "scratch trees left: {leftovers:?}");
 
     // Unchanged inputs: a no-op that writes nothing and fetches no package.
     let refs_before = ostree(&repo, &["refs"]);
-    let again = pipeline::compose(&options).expect("second compose");
+    let again = pipeline::compose(&options, &Cancel::new(), &Discard).expect("second compose");
     assert!(again.no_op, "unchanged inputs must be a no-op");
     assert_eq!(again.commit, report.commit);
     assert!(
@@ -207,6 +237,8 @@ fn heavy_compose_host_treefile() {
                 lockfile: Some(path.to_path_buf()),
                 ..Default::default()
             },
+            &Cancel::new(),
+            &Discard,
         )
     };
     assert!(locked(&lockfile).expect("composing the lockfile").no_op);
@@ -247,10 +279,14 @@ fn heavy_compose_host_treefile() {
             ),
         )
         .unwrap();
-        pipeline::compose(&Options {
-            treefile,
-            ..options.clone()
-        })
+        pipeline::compose(
+            &Options {
+                treefile,
+                ..options.clone()
+            },
+            &Cancel::new(),
+            &Discard,
+        )
         .expect("composing the host with an overlay package")
     };
     let v1 = overlay_compose("1");

@@ -122,12 +122,16 @@ fn overlay(version: &str, default_value: &str, busybox_archive: &[u8], dir: &Pat
 }
 
 fn compose_and_publish(treefile: &Path, repo: &Path, key: &SecretKey) -> pipeline::Report {
-    let report = pipeline::compose(&Options {
-        treefile: treefile.to_path_buf(),
-        repo: repo.to_path_buf(),
-        cachedir: cache_root().join("compose-host"),
-        allow_older_metadata: false,
-    })
+    let report = pipeline::compose(
+        &Options {
+            treefile: treefile.to_path_buf(),
+            repo: repo.to_path_buf(),
+            cachedir: cache_root().join("compose-host"),
+            allow_older_metadata: false,
+        },
+        &keel_common::cancel::Cancel::new(),
+        &keel_common::progress::Discard,
+    )
     .expect("composing the overlay treefile");
     let handle = ostree::Repo::new_for_path(repo);
     handle.open(ostree::gio::Cancellable::NONE).unwrap();

@@ -6,6 +6,7 @@
 
 use keel_common::cancel::Cancel;
 use keel_common::progress::Discard;
+use keel_compose::cachedir::CacheDir;
 use keel_compose::fetch::{cache_path, FetchError};
 use keel_compose::install::{install_with, InstallError, PackageCache};
 use keel_compose::package::{PackageSource, ResolvedPackage};
@@ -124,9 +125,8 @@ fn tampered_deb_fails_naming_the_package_and_both_hashes_and_leaves_nothing() {
     assert!(text.contains(&package.sha256), "{text}");
     assert!(text.contains(&actual), "{text}");
     assert!(text.contains(server.url()), "{text}");
-    let dir = cache.path().join("debs/sha256");
     assert_eq!(
-        files_in(&dir),
+        files_in(cache.path()),
         Vec::<PathBuf>::new(),
         "no partial file may stay"
     );
@@ -380,8 +380,9 @@ fn warm_install_places_cached_script_free_packages_and_dpkg_accepts_them() {
         .map(|d| resolved(d, debs_dir.path(), None))
         .collect();
     let cachedir = tempfile::tempdir().unwrap();
-    let debs = fetch(&packages, cachedir.path(), 4).unwrap();
-    let cache = PackageCache::open(cachedir.path()).unwrap();
+    let cachedir = CacheDir::open(cachedir.path(), &Discard).unwrap();
+    let debs = fetch(&packages, &cachedir.debs(), 4).unwrap();
+    let cache = cachedir.package_cache().unwrap();
 
     let cold = tempfile::tempdir().unwrap();
     let report = install_with(&sandbox(cold.path()), &packages, &debs, &cache).unwrap();
@@ -456,10 +457,11 @@ fn verify_all(root: &Path) -> String {
 fn heavy_install_debian_required_set_cold_then_warm() {
     use keel_compose::apt;
     let cachedir = test_cache();
+    let layout = CacheDir::open(&cachedir, &Discard).unwrap();
     let specs = apt::machine_sources(Path::new("/etc/apt/sources.list.d")).unwrap();
-    let universe = apt::load(&specs, &[], "amd64", &cachedir).unwrap();
+    let universe = apt::load(&specs, &[], "amd64", &layout.indices(), &Discard).unwrap();
     let packages = apt::resolve(&universe, &apt::Request::default()).unwrap();
-    let debs = fetch(&packages, &cachedir, 4).unwrap();
+    let debs = fetch(&packages, &layout.debs(), 4).unwrap();
     let pkgcache_dir = tempfile::tempdir_in(&cachedir).unwrap();
     let cache = PackageCache::open(pkgcache_dir.path()).unwrap();
 

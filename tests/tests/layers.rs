@@ -6,14 +6,20 @@
 //!
 //! Like `install.rs`, the trees borrow the host's `/usr` ([`Sandbox::with_host_usr`]).
 
+use anyhow::Context;
+use keel_common::cancel::Cancel;
+use keel_common::progress::Discard;
+use keel_compose::cachedir::CacheDir;
 use keel_compose::commit::{self, CommitMetadata, LinkedTree};
-use keel_compose::install::{base, install_over, layer_cache, layers, PackageCache};
+use keel_compose::fetch::fetch;
+use keel_compose::install::{base, install_over, layer_cache, layers};
 use keel_compose::overlay::{self, Overlay, OverlayDirs};
 use keel_compose::package::{PackageSource, ResolvedPackage};
+use keel_compose::pipeline::Cancellation;
 use keel_compose::sandbox::Sandbox;
 use keel_tests::deb::Deb;
 use keel_tests::ostree_cli::ostree;
-use ostree::gio;
+use ostree::gio::prelude::CancellableExt;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -122,21 +128,44 @@ struct Built {
 /// The pipeline's steps from the base layer to the commit, in scratch dir `scratch`.
 fn build(
     packages: &[ResolvedPackage],
-    cachedir: &Path,
+    cachedir: &CacheDir,
     scratch: &Path,
     repo: &ostree::Repo,
     version: &str,
 ) -> Built {
-    let client = keel_io::http::Client::from_env().unwrap();
-    let debs = keel_compose::fetch::fetch(
-        &client,
+    let cancellation = Cancellation::new(&Cancel::new());
+    try_build(
         packages,
         cachedir,
-        2,
-        &keel_common::progress::Discard,
-        &keel_common::cancel::Cancel::new(),
+        scratch,
+        repo,
+        version,
+        &cancellation,
+        || {},
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// [`build`], stopped by `cancellation` as the pipeline is, calling `before_install` when the
+/// base layer is in place.
+fn try_build(
+    packages: &[ResolvedPackage],
+    cachedir: &CacheDir,
+    scratch: &Path,
+    repo: &ostree::Repo,
+    version: &str,
+    cancellation: &Cancellation,
+    before_install: impl FnOnce(),
+) -> anyhow::Result<Built> {
+    let client = keel_io::http::Client::from_env()?;
+    let debs = fetch(
+        &client,
+        packages,
+        &cachedir.debs(),
+        2,
+        &Discard,
+        &Cancel::new(),
+    )?;
     let split = layers::split(packages, &BTreeSet::from(["overlay".to_string()]));
     let pick = |indices: &[usize]| -> (Vec<ResolvedPackage>, Vec<PathBuf>) {
         (
@@ -156,9 +185,9 @@ fn build(
 
     std::fs::create_dir_all(scratch).unwrap();
     let tree = scratch.join("tree");
-    let cache = PackageCache::open(cachedir).unwrap();
+    let cache = cachedir.package_cache()?;
     let key = layers::base_key(packages, &split.base);
-    let build_sandbox = Sandbox::new(&scratch.join("base")).with_host_usr();
+    let build_sandbox = cancellation.sandbox(Sandbox::new(&scratch.join("base")).with_host_usr());
     let base = base::prepare(
         &tree,
         &build_sandbox,
@@ -166,18 +195,19 @@ fn build(
         &base_debs,
         &key,
         &cache,
-        &gio::Cancellable::new(),
-    )
-    .unwrap();
+        cancellation.cancellable(),
+    )?;
 
-    let mounted = Overlay::mount(&OverlayDirs::beside(&tree)).unwrap();
-    let sandbox = Sandbox::new(mounted.merged()).with_host_usr();
-    install_over(&sandbox, &top_packages, &top_debs).unwrap();
-    mounted.unmount().unwrap();
-    overlay::apply_upper(&OverlayDirs::beside(&tree).upper, &tree).unwrap();
+    before_install();
+    let mounted = Overlay::mount(&OverlayDirs::beside(&tree))?;
+    let sandbox = cancellation.sandbox(Sandbox::new(mounted.merged()).with_host_usr());
+    let installed = install_over(&sandbox, &top_packages, &top_debs).context("install");
+    mounted.unmount()?;
+    installed?;
+    overlay::apply_upper(&OverlayDirs::beside(&tree).upper, &tree)?;
     // dpkg's log holds times; the pipeline drops /var's files the same way.
     if tree.join("var/log").exists() {
-        std::fs::remove_dir_all(tree.join("var/log")).unwrap();
+        std::fs::remove_dir_all(tree.join("var/log"))?;
     }
 
     let linked = LinkedTree {
@@ -189,15 +219,14 @@ fn build(
         &tree,
         &metadata(version),
         Some(&linked),
-        &gio::Cancellable::new(),
-    )
-    .unwrap();
-    base.cache.tidy(&gio::Cancellable::new()).unwrap();
-    Built {
+        cancellation.cancellable(),
+    )?;
+    base.cache.tidy(cancellation.cancellable())?;
+    Ok(Built {
         commit,
         base: base.report,
         layer_commit: base.checkout.commit,
-    }
+    })
 }
 
 #[test]
@@ -205,7 +234,7 @@ fn a_reused_base_layer_gives_the_same_tree_and_in_place_edits_never_reach_the_ca
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let debs_dir = work.path().join("debs");
     std::fs::create_dir(&debs_dir).unwrap();
-    let cachedir = work.path().join("cache");
+    let cachedir = CacheDir::open(&work.path().join("cache"), &Discard).unwrap();
     let repo_dir = work.path().join("repo");
     let repo = commit::open_or_create(&repo_dir).unwrap();
     let distribution = distribution(&debs_dir);
@@ -226,7 +255,7 @@ fn a_reused_base_layer_gives_the_same_tree_and_in_place_edits_never_reach_the_ca
     assert!(triggered.contains("keel-ldconfig"), "{triggered}");
 
     // The cache still holds the base layer exactly as dpkg left it.
-    let pkgcache = cachedir.join("pkgcache-repo");
+    let pkgcache = cachedir.package_repo();
     let layer_cat = |path: &str| ostree(&pkgcache, &["cat", &cold.layer_commit, path]);
     assert_eq!(layer_cat("/etc/keel-base.conf"), "base\n");
     assert_eq!(layer_cat("/opt/daemon/bin"), "#!/bin/sh\n");
@@ -299,10 +328,10 @@ fn trees_staged_in_the_package_cache_do_not_pile_up() {
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let debs_dir = work.path().join("debs");
     std::fs::create_dir(&debs_dir).unwrap();
-    let cachedir = work.path().join("cache");
+    let cachedir = CacheDir::open(&work.path().join("cache"), &Discard).unwrap();
     let repo = commit::open_or_create(&work.path().join("repo")).unwrap();
     let distribution = distribution(&debs_dir);
-    let pkgcache = cachedir.join("pkgcache-repo");
+    let pkgcache = cachedir.package_repo();
     let mut most = 0;
     for i in 0..layer_cache::MAX_UNREFERENCED + 3 {
         let packages = with_tool(&distribution, &debs_dir, &format!("{}", i + 1));
@@ -324,4 +353,76 @@ fn trees_staged_in_the_package_cache_do_not_pile_up() {
         "{most} staged trees kept"
     );
     ostree(&pkgcache, &["fsck", "--quiet"]);
+}
+
+/// Two composes in one process, each with its own token: cancelling one before its install
+/// step stops it there (its sandboxed dpkg is killed, libostree is cancelled, its ref is never
+/// written) while the other installs and commits. A process-wide cancel flag fails this.
+#[test]
+fn two_composes_in_one_process_cancel_independently() {
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let debs_dir = work.path().join("debs");
+    std::fs::create_dir(&debs_dir).unwrap();
+    let distribution = distribution(&debs_dir);
+    let packages = with_tool(&distribution, &debs_dir, "1");
+    // Separate cache directories: composes sharing one take turns (its lock).
+    let caches = ["a", "b"]
+        .map(|name| CacheDir::open(&work.path().join(format!("cache-{name}")), &Discard).unwrap());
+    let repo_dirs = ["a", "b"].map(|name| work.path().join(format!("repo-{name}")));
+    let (token_a, token_b) = (Cancel::new(), Cancel::new());
+    let (cancellation_a, cancellation_b) =
+        (Cancellation::new(&token_a), Cancellation::new(&token_b));
+
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            try_build(
+                &packages,
+                &caches[0],
+                &work.path().join("sa"),
+                &commit::open_or_create(&repo_dirs[0])?,
+                "a",
+                &cancellation_a,
+                || token_a.cancel(),
+            )
+        });
+        let b = scope.spawn(|| {
+            try_build(
+                &packages,
+                &caches[1],
+                &work.path().join("sb"),
+                &commit::open_or_create(&repo_dirs[1])?,
+                "b",
+                &cancellation_b,
+                || {},
+            )
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+
+    let err = match a {
+        Ok(built) => panic!("the cancelled compose committed {}", built.commit),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        err.starts_with("install") && err.contains("interrupted; the command was killed"),
+        "the cancelled compose stops at its install step: {err}"
+    );
+    assert!(cancellation_a.cancellable().is_cancelled());
+    assert!(
+        !work.path().join("sa/tree/opt/tool").exists(),
+        "the top layer of the cancelled compose was installed"
+    );
+    assert_eq!(
+        ostree(&repo_dirs[0], &["refs"]),
+        "",
+        "the cancelled compose wrote a ref"
+    );
+
+    let b = b.expect("the compose whose token was not cancelled completes");
+    assert!(!token_b.is_cancelled() && !cancellation_b.cancellable().is_cancelled());
+    assert_eq!(
+        ostree(&repo_dirs[1], &["cat", &b.commit, "/opt/tool/version"]),
+        "1"
+    );
+    assert_eq!(ostree(&repo_dirs[1], &["rev-parse", REF]).trim(), b.commit);
 }

@@ -52,7 +52,7 @@ impl Fixture {
     }
 
     fn load(&self) -> Result<apt::Universe, AptError> {
-        apt::load(&[self.spec()], &[], "amd64", self.cache.path())
+        apt::load(&[self.spec()], &[], "amd64", self.cache.path(), &Discard)
     }
 
     fn verify(&self, allow_older: bool) -> Result<(), AptError> {
@@ -296,7 +296,7 @@ fn an_added_repos_essential_packages_come_only_when_the_treefile_makes_it_base()
         let tf = keel_compose::treefile::load(&path).unwrap();
         let (specs, locals) =
             keel_compose::pipeline::repo_sources(&tf.repos, Path::new("/nonexistent")).unwrap();
-        let universe = apt::load(&specs, &locals, "amd64", debian.cache.path()).unwrap();
+        let universe = apt::load(&specs, &locals, "amd64", debian.cache.path(), &Discard).unwrap();
         let request = Request {
             packages: tf.packages.clone(),
             base_system: apt::depsolve::BaseSystem::Repos(tf.base_system_repos.clone()),
@@ -465,12 +465,16 @@ fn the_compose_cache_dir_is_made_private_even_when_it_exists_with_a_looser_mode(
             std::fs::create_dir(&cachedir).unwrap();
             std::fs::set_permissions(&cachedir, std::fs::Permissions::from_mode(0o777)).unwrap();
         }
-        let e = keel_compose::pipeline::compose(&keel_compose::pipeline::Options {
-            treefile: treefile.clone(),
-            repo: dir.path().join("repo"),
-            cachedir: cachedir.clone(),
-            allow_older_metadata: false,
-        })
+        let e = keel_compose::pipeline::compose(
+            &keel_compose::pipeline::Options {
+                treefile: treefile.clone(),
+                repo: dir.path().join("repo"),
+                cachedir: cachedir.clone(),
+                allow_older_metadata: false,
+            },
+            &Cancel::new(),
+            &Discard,
+        )
         .unwrap_err();
         assert!(format!("{e:#}").contains("keel-no-such-package"), "{e:#}");
         assert_eq!(mode(&cachedir), 0o700, "existing: {existing}");

@@ -1,7 +1,9 @@
 //! Repository loading and dependency resolution against signed apt repositories served on
 //! loopback: what gets chosen, and what the errors say.
 
+use keel_common::progress::Discard;
 use keel_compose::apt::{self, AptError, DepsolveError, LocalRepo, RepoSpec, Request, Universe};
+use keel_compose::cachedir::CacheDir;
 use keel_compose::package::{PackageSource, ResolvedPackage};
 use keel_compose::release::lockfile::Lockfile;
 use keel_compose::resolve_cache::{self, Resolution};
@@ -13,7 +15,9 @@ use std::path::Path;
 struct Fixture {
     repo: AptRepo,
     server: FileServer,
-    cache: tempfile::TempDir,
+    cache: CacheDir,
+    /// Files of the test itself (keys, lockfiles), beside the cache directory.
+    scratch: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -22,10 +26,12 @@ impl Fixture {
         repo.add(debs).unwrap();
         repo.publish().unwrap();
         let server = FileServer::serve(&repo.root()).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
         Self {
             repo,
             server,
-            cache: tempfile::tempdir().unwrap(),
+            cache: CacheDir::open(&scratch.path().join("cache"), &Discard).unwrap(),
+            scratch,
         }
     }
 
@@ -45,7 +51,8 @@ impl Fixture {
             &[self.spec(self.repo.keyring())],
             &[],
             "amd64",
-            self.cache.path(),
+            &self.cache.indices(),
+            &Discard,
         )
     }
 
@@ -293,9 +300,9 @@ fn signature_by_another_key_fails_naming_the_repository() {
 #[test]
 fn armored_keyrings_verify_too() {
     let f = Fixture::new(&[Deb::new("app", "1")]);
-    let asc = f.cache.path().join("key.asc");
+    let asc = f.scratch.path().join("key.asc");
     f.repo.key().export(&asc, true).unwrap();
-    let universe = apt::load(&[f.spec(&asc)], &[], "amd64", f.cache.path()).unwrap();
+    let universe = apt::load(&[f.spec(&asc)], &[], "amd64", &f.cache.indices(), &Discard).unwrap();
     assert_eq!(universe.packages().len(), 1);
 }
 
@@ -324,8 +331,10 @@ fn tampered_packages_file_fails_naming_the_file_and_hashes() {
 fn unchanged_inrelease_reuses_cached_packages() {
     let f = Fixture::new(&[Deb::new("app", "1")]);
     f.load().unwrap();
-    let cached = std::fs::read_dir(f.cache.path().join("apt"))
+    // Index files only: `dates/` beside them records the suite's Date (replay protection).
+    let cached = std::fs::read_dir(f.cache.indices())
         .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
         .count();
     assert_eq!(
         cached, 3,
@@ -354,7 +363,7 @@ fn local_packages_win_only_with_a_higher_version() {
         path: local_dir.path().to_path_buf(),
     };
     let spec = f.spec(f.repo.keyring());
-    let universe = apt::load(&[spec], &[local], "amd64", f.cache.path()).unwrap();
+    let universe = apt::load(&[spec], &[local], "amd64", &f.cache.indices(), &Discard).unwrap();
     let got = apt::resolve(&universe, &request(&["tool", "other"])).unwrap();
     assert_eq!(chosen(&got), ["other=1.0", "tool=2.1"]);
     assert_eq!(got[1].repo, "overlay");
@@ -398,18 +407,21 @@ fn a_repository_that_is_down_is_named() {
 
 fn cached(f: &Fixture, packages: &[&str], locals: &[LocalRepo]) -> anyhow::Result<Resolution> {
     resolve_cache::resolve(
-        &[f.spec(f.repo.keyring())],
-        locals,
-        "amd64",
-        f.cache.path(),
+        &resolve_cache::Sources {
+            specs: &[f.spec(f.repo.keyring())],
+            locals,
+            arch: "amd64",
+        },
+        &f.cache,
         &request(packages),
         None,
         &Default::default(),
+        &Discard,
     )
 }
 
 fn cache_entries(f: &Fixture) -> Vec<std::path::PathBuf> {
-    let dir = f.cache.path().join(resolve_cache::DIR);
+    let dir = f.cache.resolutions();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map(|d| d.map(|e| e.unwrap().path()).collect())
         .unwrap_or_default();
@@ -456,16 +468,19 @@ fn resolve_cache_misses_on_a_changed_request_and_keeps_its_errors() {
     assert!(!other.cache_hit);
     assert_eq!(chosen(&other.packages), ["extra=1"]);
     let with_recommends = resolve_cache::resolve(
-        &[f.spec(f.repo.keyring())],
-        &[],
-        "amd64",
-        f.cache.path(),
+        &resolve_cache::Sources {
+            specs: &[f.spec(f.repo.keyring())],
+            locals: &[],
+            arch: "amd64",
+        },
+        &f.cache,
         &Request {
             recommends: true,
             ..request(&["app"])
         },
         None,
         &Default::default(),
+        &Discard,
     )
     .unwrap();
     assert!(!with_recommends.cache_hit);
@@ -563,15 +578,18 @@ fn resolve_cache_misses_when_a_local_deb_is_rebuilt_with_other_content() {
 fn resolve_cache_keys_locked_resolutions_on_the_lockfile() {
     let f = Fixture::new(&[Deb::new("app", "1").depends("lib"), Deb::new("lib", "1")]);
     let locked = |lock: &Lockfile| {
-        let path = f.cache.path().join("test.lock.json");
+        let path = f.scratch.path().join("test.lock.json");
         resolve_cache::resolve(
-            &[f.spec(f.repo.keyring())],
-            &[],
-            "amd64",
-            f.cache.path(),
+            &resolve_cache::Sources {
+                specs: &[f.spec(f.repo.keyring())],
+                locals: &[],
+                arch: "amd64",
+            },
+            &f.cache,
             &request(&["app"]),
             Some(&(lock.clone(), path)),
             &Default::default(),
+            &Discard,
         )
     };
     let unlocked = cached(&f, &["app"], &[]).unwrap();
@@ -628,7 +646,7 @@ fn kept_text(f: &Fixture) -> std::path::PathBuf {
         .unwrap()
         .to_string();
     let url = format!("{}/dists/keel/main/binary-amd64/Packages", f.server.url());
-    keel_compose::apt::index::cache_path(f.cache.path(), &url, &sha256)
+    keel_compose::apt::index::cache_path(&f.cache.indices(), &url, &sha256)
 }
 
 #[test]
@@ -648,9 +666,9 @@ fn an_xz_only_repository_is_read_from_the_kept_text_the_second_time() {
     let kept = kept_text(&f);
     assert!(kept.exists(), "{} was not written", kept.display());
     // Without the cached .xz, only the kept text can give the packages.
-    for entry in std::fs::read_dir(f.cache.path().join("apt")).unwrap() {
+    for entry in std::fs::read_dir(f.cache.indices()).unwrap() {
         let path = entry.unwrap().path();
-        if path != kept {
+        if path != kept && path.is_file() {
             std::fs::remove_file(path).unwrap();
         }
     }

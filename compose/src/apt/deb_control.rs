@@ -71,17 +71,18 @@ const FIELDS: [names::Field; 3] = [
 /// Where the control fields read from the `.deb` with this sha256 are kept, so a warm
 /// compose does not run `dpkg-deb` again for every package (~10 ms of CPU each): a file's
 /// control data cannot change while its sha256 does not, and the cache is private (0700).
-/// Layout: `CACHEDIR/deb-control/<sha256>`, the `dpkg-deb --field` output.
-pub fn record_path(cachedir: &Path, sha256: &str) -> PathBuf {
-    cachedir.join("deb-control").join(sha256)
+/// Layout: `DEBS/<sha256>.control` beside the `.deb` (see [`crate::fetch`]), the
+/// `dpkg-deb --field` output.
+pub fn record_path(debs_dir: &Path, sha256: &str) -> PathBuf {
+    debs_dir.join(format!("{sha256}.control"))
 }
 
-/// Checks every `debs[i]` against `packages[i]`, a few at a time; `cachedir` keeps what was
+/// Checks every `debs[i]` against `packages[i]`, a few at a time; `debs_dir` keeps what was
 /// read (see [`record_path`]).
 pub fn check_fetched(
     packages: &[ResolvedPackage],
     debs: &[PathBuf],
-    cachedir: &Path,
+    debs_dir: &Path,
 ) -> Result<(), DebControlError> {
     let jobs = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -96,7 +97,7 @@ pub fn check_fetched(
                     packages
                         .iter()
                         .zip(debs)
-                        .try_for_each(|(package, deb)| check(package, deb, cachedir))
+                        .try_for_each(|(package, deb)| check(package, deb, debs_dir))
                 })
             })
             .collect();
@@ -111,13 +112,13 @@ pub fn check_fetched(
 pub fn check(
     package: &ResolvedPackage,
     deb: &Path,
-    cachedir: &Path,
+    debs_dir: &Path,
 ) -> Result<(), DebControlError> {
     let source_of = match &package.source {
         PackageSource::Url(url) => url.clone(),
         PackageSource::Path(path) => path.display().to_string(),
     };
-    let record = record_path(cachedir, &package.sha256);
+    let record = record_path(debs_dir, &package.sha256);
     if let Ok(text) = std::fs::read_to_string(&record) {
         return compare(package, &text, &source_of);
     }

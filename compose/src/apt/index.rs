@@ -18,12 +18,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Where a verified index file with this URL and hash is cached.
+/// Where a verified index file with this URL and hash is cached in `cachedir` (the cache
+/// directory's `CacheDir::indices`).
 pub fn cache_path(cachedir: &Path, url: &str, sha256: &str) -> PathBuf {
     let key = sha256_hex(url.as_bytes());
-    cachedir
-        .join("apt")
-        .join(format!("{}-{}", &key[..16], sha256))
+    cachedir.join(format!("{}-{}", &key[..16], sha256))
 }
 
 /// Returns the text of `COMPONENT/binary-ARCH/Packages` of `dists_url` (`.../dists/SUITE`),
@@ -252,7 +251,7 @@ mod tests {
     }
 
     fn cache_files(cachedir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(cachedir.join("apt"))
+        let mut names: Vec<String> = std::fs::read_dir(cachedir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
@@ -347,6 +346,6 @@ mod tests {
             cache_path(d, "http://a/P", "h1"),
             cache_path(d, "http://a/P", "h2")
         );
-        assert!(cache_path(d, "http://a/P", "h").starts_with("/c/apt"));
+        assert!(cache_path(d, "http://a/P", "h").starts_with("/c"));
     }
 }

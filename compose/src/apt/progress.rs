@@ -1,29 +1,51 @@
-//! A progress bar on stderr while indices download; indicatif hides it when stderr is not a
-//! terminal, so logs and tests stay clean.
+//! Counting the suites whose indices are read, reported to the progress sink as items (the
+//! CLI draws them as a bar; libraries do not draw).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-pub struct Bar(ProgressBar);
+use keel_common::progress::Progress;
 
-impl Bar {
-    pub fn new(len: u64, what: &str) -> Self {
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            ProgressStyle::with_template("{prefix} [{bar:20}] {pos}/{len} {wide_msg}")
-        {
-            bar.set_style(style.progress_chars("=> "));
+pub struct Steps<'a> {
+    sink: &'a dyn Progress,
+    done: AtomicU64,
+    total: u64,
+}
+
+impl<'a> Steps<'a> {
+    /// `total` steps, reported to `sink` as they finish.
+    pub fn new(sink: &'a dyn Progress, total: u64) -> Self {
+        sink.items(0, Some(total));
+        Self {
+            sink,
+            done: AtomicU64::new(0),
+            total,
         }
-        bar.set_prefix(what.to_string());
-        Self(bar)
     }
 
-    /// Starts the next item, named `message`.
-    pub fn step(&self, message: &str) {
-        self.0.set_message(message.to_string());
-        self.0.inc(1);
+    /// One more step is done.
+    pub fn step(&self) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        self.sink.items(done, Some(self.total));
     }
+}
 
-    pub fn finish(&self) {
-        self.0.finish_and_clear();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_common::progress::{Event, Recorder};
+
+    #[test]
+    fn steps_count_up_to_the_total() {
+        let sink = Recorder::default();
+        let steps = Steps::new(&sink, 2);
+        steps.step();
+        steps.step();
+        assert_eq!(
+            sink.events(),
+            [0, 1, 2].map(|done| Event::Items {
+                done,
+                total: Some(2)
+            })
+        );
     }
 }

@@ -2,15 +2,16 @@
 //! cannot hand an older, validly signed Release back (a replay that hides security
 //! updates): a suite's Date never goes backwards unless the user allows it.
 //!
-//! Layout: `CACHEDIR/apt-dates/<sha256 of "URL SUITE", 32 hex>`, one small text file per
+//! Layout: `INDICES/dates/<sha256 of "URL SUITE", 32 hex>`, one small text file per
 //! repository URL and suite holding `URL SUITE` on the first line and the Date as written
 //! on the second. Written atomically; a file that cannot be read counts as never seen.
 
 use super::{index, release, AptError};
 use std::path::{Path, PathBuf};
 
-/// The directory under the compose cache.
-pub const DIR: &str = "apt-dates";
+/// The directory under the index cache (the cache directory's `apt/`, see
+/// [`crate::cachedir::CacheDir::indices`]).
+pub const DIR: &str = "dates";
 
 fn record_path(cachedir: &Path, url: &str, suite: &str) -> PathBuf {
     let key = index::sha256_hex(format!("{url} {suite}").as_bytes());

@@ -131,16 +131,17 @@ impl Universe {
 }
 
 /// Loads the verified indices of `specs` for `arch` (and `all`) and the `.deb` files of
-/// `locals`. Index files are cached under `cachedir/apt/`; `InRelease` is always fetched
+/// `locals`. Index files are cached in `cachedir` (`CacheDir::indices`); `InRelease` is always fetched
 /// anew, so a changed repository is always noticed.
 pub fn load(
     specs: &[RepoSpec],
     locals: &[LocalRepo],
     arch: &str,
     cachedir: &Path,
+    progress: &dyn keel_common::progress::Progress,
 ) -> Result<Universe, AptError> {
     let suites = verify_suites(specs, arch, cachedir, &Freshness::default())?;
-    load_verified(&suites, locals, arch, cachedir)
+    load_verified(&suites, locals, arch, cachedir, progress)
 }
 
 /// How old a verified `InRelease` may be: it must not have expired (`Valid-Until`) at
@@ -231,14 +232,14 @@ pub fn load_verified(
     locals: &[LocalRepo],
     arch: &str,
     cachedir: &Path,
+    progress: &dyn keel_common::progress::Progress,
 ) -> Result<Universe, AptError> {
     let mut packages = Vec::new();
-    let bar = progress::Bar::new(suites.len() as u64, "reading package indices");
+    let steps = progress::Steps::new(progress, suites.len() as u64);
     for verified in suites {
         let spec = &verified.spec;
         let suite = &verified.suite;
         let dists = &verified.dists;
-        bar.step(&format!("{} {suite}", spec.url));
         for component in &spec.components {
             let origin = format!("{} ({suite} {component})", spec.name);
             let text = index::packages_text(dists, &verified.release, component, arch, cachedir)?
@@ -268,8 +269,8 @@ pub fn load_verified(
                 })?;
             packages.extend(found);
         }
+        steps.step();
     }
-    bar.finish();
     for local in locals {
         packages.extend(local_packages(local)?);
     }

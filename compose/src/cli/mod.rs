@@ -1,13 +1,15 @@
 //! `keel-compose`'s command line: one module per verb, each with its clap arguments and a `run`
-//! function that calls the library. `main.rs` only hands `std::env::args_os()` to
-//! [`run_from_iter`] and prints the error chain.
+//! function that calls the library. `main.rs` installs the Ctrl-C handler, which cancels the
+//! token it hands with `std::env::args_os()` to [`run_with`], and prints the error chain.
 
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
+use keel_common::cancel::Cancel;
 
 pub mod image;
 pub mod keygen;
+pub mod progress;
 pub mod sign;
 pub mod tree;
 pub mod verify;
@@ -39,15 +41,24 @@ pub enum Command {
     Image(image::ImageArgs),
 }
 
-/// Parses `args` (the program name first) and runs the chosen verb.
+/// Parses `args` (the program name first) and runs the chosen verb, never cancelled.
 pub fn run_from_iter<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    run_with(args, &Cancel::new())
+}
+
+/// [`run_from_iter`], stopping the long verbs when `cancel` is cancelled.
+pub fn run_with<I, T>(args: I, cancel: &Cancel) -> anyhow::Result<()>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
     match cli.command {
-        Command::Tree(args) => tree::run(args),
+        Command::Tree(args) => tree::run(args, cancel),
         Command::Keygen(args) => keygen::run(args),
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),

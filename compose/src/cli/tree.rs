@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use keel_common::cancel::Cancel;
 
 use crate::pipeline;
 
@@ -42,14 +43,16 @@ pub struct TreeArgs {
     pub release: crate::release::steps::ReleaseOptions,
 }
 
-pub fn run(args: TreeArgs) -> anyhow::Result<()> {
+pub fn run(args: TreeArgs, cancel: &Cancel) -> anyhow::Result<()> {
     let options = pipeline::Options {
         treefile: args.treefile,
         repo: args.repo,
         cachedir: args.cachedir,
         allow_older_metadata: args.allow_older_metadata,
     };
-    let report = pipeline::compose_with(&options, &args.release)?;
+    let progress = super::progress::Terminal::new(args.json);
+    let report = pipeline::compose_with(&options, &args.release, cancel, &progress)?;
+    drop(progress);
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("serializing the report")?;
         println!("{text}");

@@ -93,9 +93,10 @@ impl PackageCache {
         Self { repo: None }
     }
 
-    /// Opens (creating if needed) the cache under `cachedir/pkgcache-repo`.
-    pub fn open(cachedir: &Path) -> Result<Self, PackageCacheError> {
-        let repo = cachedir.join("pkgcache-repo");
+    /// Opens (creating if needed) the cache's bare repository `repo` (the cache directory's
+    /// `CacheDir::package_repo`).
+    pub fn open(repo: &Path) -> Result<Self, PackageCacheError> {
+        let repo = repo.to_path_buf();
         if !repo.join("config").exists() {
             std::fs::create_dir_all(&repo).map_err(|source| PackageCacheError::Io {
                 repo: repo.clone(),

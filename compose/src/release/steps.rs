@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use keel_common::progress::Progress;
 use serde::Serialize;
 
 use super::inputs::{self, NoOp};
@@ -62,7 +63,11 @@ pub struct Prepared {
 }
 
 /// Reads the signing key and the lockfile named by `options`.
-pub fn prepare(options: &ReleaseOptions, reference: &str) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    options: &ReleaseOptions,
+    reference: &str,
+    progress: &dyn Progress,
+) -> anyhow::Result<Prepared> {
     let sign_key = match &options.sign_key {
         Some(path) => Some(signing::read_secret_key(path)?),
         None => None,
@@ -71,12 +76,12 @@ pub fn prepare(options: &ReleaseOptions, reference: &str) -> anyhow::Result<Prep
         Some(path) => {
             let lock = Lockfile::read(path)?;
             if lock.reference != reference {
-                eprintln!(
-                    "keel-compose: note: lockfile {} was written for {}, composing {}",
+                progress.message(&format!(
+                    "note: lockfile {} was written for {}, composing {}",
                     path.display(),
                     lock.reference,
                     reference
-                );
+                ));
             }
             Some((lock, path.clone()))
         }
@@ -164,6 +169,7 @@ pub fn publish_commit(
     packages: &[ResolvedPackage],
     options: &ReleaseOptions,
     prepared: &Prepared,
+    progress: &dyn Progress,
 ) -> anyhow::Result<ReleaseReport> {
     let published = publish::publish(
         repo,
@@ -176,20 +182,20 @@ pub fn publish_commit(
     )
     .with_context(|| format!("publishing {commit}"))?;
     for delta in &published.deltas {
-        eprintln!(
-            "keel-compose: static delta {} -> {}: {} bytes in {:.1} s",
+        progress.message(&format!(
+            "static delta {} -> {}: {} bytes in {:.1} s",
             delta.from.as_deref().unwrap_or("(nothing)"),
             delta.to,
             delta.bytes,
             delta.seconds
-        );
+        ));
     }
     let lock_path = options
         .write_lockfile
         .clone()
         .unwrap_or_else(|| lockfile::default_path(repo_path, reference));
     Lockfile::from_resolved(reference, packages).write(&lock_path)?;
-    eprintln!("keel-compose: wrote lockfile {}", lock_path.display());
+    progress.message(&format!("wrote lockfile {}", lock_path.display()));
     Ok(ReleaseReport {
         signed: published.commit_signed,
         deltas: published.deltas,
