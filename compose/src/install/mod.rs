@@ -30,6 +30,7 @@ pub use pkgcache::{PackageCache, PackageCacheError};
 
 use crate::package::ResolvedPackage;
 use crate::sandbox::{tail, Sandbox, SandboxError, TAIL_LINES};
+use crate::tree_dir::TreeDir;
 use order::OrderError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -80,7 +81,8 @@ pub enum InstallError {
         #[source]
         source: std::io::Error,
     },
-    #[error("extracting package {package} from {}: {reason}", deb.display())]
+    /// `package` is [`describe`]'s text; `reason` follows it ("ships a device node ...").
+    #[error("{package} {reason} (extracting {})", deb.display())]
     Extract {
         package: String,
         deb: PathBuf,
@@ -94,6 +96,17 @@ pub enum InstallError {
         package: String,
         script: &'static str,
         status: String,
+        step: String,
+        tail: String,
+    },
+    #[error(
+        "dpkg refused {} during {step}; read dpkg's reason below, then fix or drop the package \
+         (or report it to its maintainer); last lines of dpkg's output:\n{tail}",
+        packages.join(", ")
+    )]
+    Refused {
+        /// Each as [`describe`] names it.
+        packages: Vec<String>,
         step: String,
         tail: String,
     },
@@ -141,6 +154,7 @@ pub fn install_with(
 
     let (sandbox, inside) = bind_debs(sandbox, debs);
     let by_name = by_name(packages, debs, &inside);
+    let names = Namer::new(&by_name);
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
 
     let mut laps = Laps::new();
@@ -159,13 +173,9 @@ pub fn install_with(
             essential.push(name.clone());
         }
     }
-    let to_extract: Vec<(&str, &Path)> = essential
+    let to_extract: Vec<(&ResolvedPackage, &Path)> = essential
         .iter()
-        .filter_map(|n| {
-            by_name
-                .get(n.as_str())
-                .map(|(_, d, _)| (n.as_str(), d.as_path()))
-        })
+        .filter_map(|n| by_name.get(n.as_str()).map(|(p, d, _)| (*p, d.as_path())))
         .collect();
     extract_all(&to_extract, &root, jobs)?;
     write_policy_rc_d(&root)?;
@@ -173,14 +183,20 @@ pub fn install_with(
     if !essential.is_empty() {
         let mut argv = dpkg(&["--install", "--force-depends"]);
         argv.extend(essential.iter().map(|n| deb_of(n)));
-        run_dpkg(&sandbox, &argv, "installing the Essential set", &essential)?;
+        run_dpkg(
+            &sandbox,
+            &argv,
+            "installing the Essential set",
+            &essential,
+            &names,
+        )?;
     }
     if !from_cache.is_empty() {
         // Configured now, as `dpkg --install` would have, so later Pre-Depends are satisfied.
         let mut argv = dpkg(&["--configure", "--force-depends"]);
         argv.extend(from_cache.iter().map(|n| n.as_str()));
         let step = "configuring the cached part of the Essential set";
-        run_dpkg(&sandbox, &argv, step, &from_cache)?;
+        run_dpkg(&sandbox, &argv, step, &from_cache, &names)?;
     }
     laps.done("essential");
 
@@ -199,6 +215,7 @@ pub fn install_with(
         &dpkg(&["--configure", "--pending"]),
         "configuring all packages and running triggers",
         &everything,
+        &names,
     )?;
     laps.done("configure");
     check_all_installed(&sandbox, packages)?;
@@ -244,6 +261,7 @@ pub fn install_over(
     let root = sandbox.root().to_path_buf();
     let (sandbox, inside) = bind_debs(sandbox, debs);
     let by_name = by_name(packages, debs, &inside);
+    let names = Namer::new(&by_name);
     let mut laps = Laps::new();
     write_policy_rc_d(&root)?;
     let mut unused = Vec::new();
@@ -257,11 +275,12 @@ pub fn install_over(
         &mut unused,
     )?;
     laps.done("rounds");
-    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+    let top: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
         &sandbox,
         &dpkg(&["--configure", "--pending"]),
         "configuring the top layer and running triggers",
+        &top,
         &names,
     )?;
     laps.done("configure");
@@ -290,6 +309,7 @@ fn run_rounds(
     from_cache: &mut Vec<String>,
 ) -> Result<(), InstallError> {
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
+    let names = Namer::new(by_name);
     for (i, round) in rounds.iter().enumerate() {
         let mut unpack = Vec::new();
         for name in &round.unpack {
@@ -306,13 +326,13 @@ fn run_rounds(
             let mut argv = dpkg(&["--unpack"]);
             argv.extend(unpack.iter().map(|n| deb_of(n)));
             let step = format!("unpacking round {}", i + 1);
-            run_dpkg(sandbox, &argv, &step, &unpack)?;
+            run_dpkg(sandbox, &argv, &step, &unpack, &names)?;
         }
         if !round.configure.is_empty() {
             let mut argv = dpkg(&["--configure"]);
             argv.extend(round.configure.iter().map(|n| n.as_str()));
             let step = format!("configuring pre-dependencies after round {}", i + 1);
-            run_dpkg(sandbox, &argv, &step, &round.configure)?;
+            run_dpkg(sandbox, &argv, &step, &round.configure, &names)?;
         }
     }
     Ok(())
@@ -364,7 +384,11 @@ impl Laps {
 
 /// Extracts the `(package, deb)` pairs into `root`, `jobs` at a time. Order does not matter:
 /// `dpkg --install` unpacks every one of them again over the result.
-fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), InstallError> {
+fn extract_all(
+    debs: &[(&ResolvedPackage, &Path)],
+    root: &Path,
+    jobs: usize,
+) -> Result<(), InstallError> {
     let next = AtomicUsize::new(0);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -377,7 +401,7 @@ fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), I
                 if let Err(reason) = extract::unpack_data(deb, root) {
                     if let Ok(mut slot) = first_error.lock() {
                         slot.get_or_insert(InstallError::Extract {
-                            package: package.to_string(),
+                            package: describe(package),
                             deb: deb.to_path_buf(),
                             reason,
                         });
@@ -391,6 +415,14 @@ fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), I
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// How errors name a package: `package NAME (version V from repo R)`.
+pub fn describe(p: &ResolvedPackage) -> String {
+    format!(
+        "package {} (version {} from repo {})",
+        p.name, p.version, p.repo
+    )
 }
 
 fn dpkg<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -431,13 +463,14 @@ pub(crate) fn usr_links(arch: &str) -> Vec<&'static str> {
 
 fn prepare_tree(root: &Path, arch: &str) -> Result<(), InstallError> {
     let io = |action, path: &Path| {
-        let path = path.to_path_buf();
+        let path = root.join(path);
         move |source| InstallError::Io {
             action,
             path,
             source,
         }
     };
+    let tree = TreeDir::open(root).map_err(io("opening", Path::new("")))?;
     for dir in [
         "usr",
         "var/lib/dpkg/info",
@@ -451,28 +484,32 @@ fn prepare_tree(root: &Path, arch: &str) -> Result<(), InstallError> {
         "dev",
         "root",
     ] {
-        let path = root.join(dir);
-        std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
+        let path = Path::new(dir);
+        tree.create_dir_all(path, 0o755)
+            .map_err(io("creating", path))?;
     }
     for link in usr_links(arch) {
-        let path = root.join(link);
-        if path.symlink_metadata().is_err() {
+        let path = Path::new(link);
+        if tree.kind(path).map_err(io("reading", path))?.is_none() {
             let target = format!("usr/{link}");
-            std::fs::create_dir_all(root.join(&target)).map_err(io("creating", &path))?;
-            std::os::unix::fs::symlink(&target, &path).map_err(io("linking", &path))?;
+            tree.create_dir_all(Path::new(&target), 0o755)
+                .map_err(io("creating", path))?;
+            tree.symlink(path, Path::new(&target))
+                .map_err(io("linking", path))?;
         }
     }
     for file in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
-        let path = root.join(file);
-        if !path.exists() {
-            std::fs::write(&path, "").map_err(io("creating", &path))?;
+        let path = Path::new(file);
+        if tree.kind(path).map_err(io("reading", path))?.is_none() {
+            tree.write(path, b"", 0o644).map_err(io("creating", path))?;
         }
     }
     Ok(())
 }
 
+/// Writes `/usr/sbin/policy-rc.d` through the tree's handle: a package may have planted a link
+/// at that name or on the way to it.
 fn write_policy_rc_d(root: &Path) -> Result<(), InstallError> {
-    use std::os::unix::fs::PermissionsExt;
     let path = root.join(POLICY_RC_D);
     let io = |action| {
         let path = path.clone();
@@ -482,24 +519,25 @@ fn write_policy_rc_d(root: &Path) -> Result<(), InstallError> {
             source,
         }
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    let tree = TreeDir::open(root).map_err(io("opening the tree for"))?;
+    let rel = Path::new(POLICY_RC_D);
+    if let Some(dir) = rel.parent() {
+        tree.create_dir_all(dir, 0o755)
+            .map_err(io("creating the directory of"))?;
     }
-    std::fs::write(&path, POLICY_RC_D_BODY).map_err(io("writing"))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io("chmod"))
+    tree.write(rel, POLICY_RC_D_BODY.as_bytes(), 0o755)
+        .map_err(io("writing"))
 }
 
 fn remove_policy_rc_d(root: &Path) -> Result<(), InstallError> {
     let path = root.join(POLICY_RC_D);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(InstallError::Io {
+    TreeDir::open(root)
+        .and_then(|tree| tree.remove_file(Path::new(POLICY_RC_D)))
+        .map_err(|source| InstallError::Io {
             action: "removing",
             path,
             source,
-        }),
-    }
+        })
 }
 
 /// Runs dpkg in the sandbox; a failure names the failing maintainer script when dpkg says which.
@@ -508,14 +546,24 @@ fn run_dpkg(
     argv: &[&str],
     step: &str,
     packages: &[String],
+    names: &Namer,
 ) -> Result<String, InstallError> {
     sandbox.run(argv, step).map_err(|source| {
         let output = source.output().unwrap_or("");
+        let refused: Vec<String> = dpkg_log::processing_errors(output)
+            .iter()
+            .map(|item| names.describe(item))
+            .collect();
         match dpkg_log::script_failures(output).into_iter().next() {
             Some(f) => InstallError::Script {
                 package: f.package,
                 script: f.script,
                 status: f.status,
+                step: step.to_string(),
+                tail: tail(output, TAIL_LINES),
+            },
+            None if !refused.is_empty() => InstallError::Refused {
+                packages: refused,
                 step: step.to_string(),
                 tail: tail(output, TAIL_LINES),
             },
@@ -526,6 +574,29 @@ fn run_dpkg(
             },
         }
     })
+}
+
+/// Names a package the way errors do, from what dpkg calls it: its name, or the path of its
+/// `.deb` inside the sandbox.
+struct Namer(Vec<(String, String, String)>);
+
+impl Namer {
+    fn new(by_name: &ByName) -> Self {
+        Namer(
+            by_name
+                .values()
+                .map(|(p, _, inside)| (p.name.clone(), inside.to_string(), describe(p)))
+                .collect(),
+        )
+    }
+
+    fn describe(&self, item: &str) -> String {
+        let name = item.split(':').next().unwrap_or(item);
+        self.0
+            .iter()
+            .find(|(n, inside, _)| inside == item || n == name)
+            .map_or_else(|| format!("package {item}"), |(_, _, d)| d.clone())
+    }
 }
 
 fn check_all_installed(

@@ -39,6 +39,7 @@
 use super::extract;
 use super::usr_links;
 use crate::package::ResolvedPackage;
+use crate::tree_dir::{Kind, TreeDir};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,8 +71,17 @@ pub enum PackageCacheError {
         command: String,
         stderr: String,
     },
-    #[error("package cache: extracting {package}: {reason}")]
+    /// `package` is `describe`'s text; `reason` follows it.
+    #[error("{package} {reason} (while adding it to the package cache)")]
     Extract { package: String, reason: String },
+    #[error("{package}: writing its files into the tree {}: {action}: {source}", tree.display())]
+    Tree {
+        package: String,
+        tree: PathBuf,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// See the module documentation. [`PackageCache::disabled`] makes every compose cold.
@@ -142,7 +152,7 @@ impl PackageCache {
             }
         };
         let extract_err = |reason| PackageCacheError::Extract {
-            package: package.name.clone(),
+            package: super::describe(package),
             reason,
         };
         let staging = tempfile::tempdir_in(repo).map_err(io("creating a staging directory"))?;
@@ -164,19 +174,14 @@ impl PackageCache {
             std::os::unix::fs::symlink(format!("usr/{link}"), data.join(link))
                 .map_err(io("creating a staging link"))?;
         }
-        let names = extract::unpack_data(deb, &data).map_err(extract_err)?;
+        let members = extract::unpack_data(deb, &data).map_err(extract_err)?;
         for link in &links {
             std::fs::remove_file(data.join(link)).map_err(io("removing a staging link"))?;
         }
         let mut listing = String::new();
-        for name in &names {
-            let path = dpkg_path(name);
-            let dir = data
-                .join(canonical(&path, &links))
-                .symlink_metadata()
-                .map(|m| m.is_dir())
-                .map_err(io(&format!("reading {path} of {}", package.name)))?;
-            listing.push_str(if dir { "d " } else { "f " });
+        for member in &members {
+            let path = dpkg_path(&member.name);
+            listing.push_str(if member.dir { "d " } else { "f " });
             listing.push_str(&path);
             listing.push('\n');
         }
@@ -264,19 +269,34 @@ impl PackageCache {
                 source,
             }
         };
-        let admin = root.join("var/lib/dpkg");
-        if journal_pending(&admin.join("updates")).map_err(io("reading dpkg's journal".into()))? {
+        let tree_err = |action: String| {
+            let (package, tree) = (super::describe(package), root.to_path_buf());
+            move |source| PackageCacheError::Tree {
+                package,
+                tree,
+                action,
+                source,
+            }
+        };
+        let tree = TreeDir::open(root).map_err(tree_err("opening the tree".into()))?;
+        let admin = Path::new("var/lib/dpkg");
+        if journal_pending(&tree, &admin.join("updates"))
+            .map_err(tree_err("reading dpkg's journal".into()))?
+        {
             return Ok(false);
         }
         let rev = format!("pkgcache/{}", package.sha256);
         let listing = ostree(repo, &["cat", &rev, "/files.keel"])?;
         let members = parse_listing(&listing);
         let links = usr_links(&package.arch);
+        let text = |rel: &Path| -> std::io::Result<String> {
+            Ok(String::from_utf8_lossy(&tree.read_or_empty(rel)?).into_owned())
+        };
         let diverted =
-            read_or_empty(&admin.join("diversions")).map_err(io("reading diversions".into()))?;
-        let interests = read_or_empty(&admin.join("triggers/File"))
-            .map_err(io("reading file triggers".into()))?;
-        if !placeable(root, &members, &links, &diverted, &interests) {
+            text(&admin.join("diversions")).map_err(tree_err("reading diversions".into()))?;
+        let interests =
+            text(&admin.join("triggers/File")).map_err(tree_err("reading file triggers".into()))?;
+        if !placeable(&tree, &members, &links, &diverted, &interests) {
             return Ok(false);
         }
 
@@ -290,6 +310,8 @@ impl PackageCache {
         }
         let fields = std::fs::read_to_string(control.join("control"))
             .map_err(io(format!("reading the control file of {}", package.name)))?;
+        // `placeable` saw every directory the checkout enters as a real directory (or
+        // absent), so libostree's union checkout cannot be led out of the tree by a link.
         let root_text = root.display().to_string();
         ostree(
             repo,
@@ -306,17 +328,31 @@ impl PackageCache {
         let info_name = info_name(&fields, &package.name);
         let info = admin.join("info");
         let list: String = members.iter().map(|m| format!("{}\n", m.path)).collect();
-        std::fs::write(info.join(format!("{info_name}.list")), list)
-            .map_err(io(format!("writing the file list of {}", package.name)))?;
+        tree.write(
+            &info.join(format!("{info_name}.list")),
+            list.as_bytes(),
+            0o644,
+        )
+        .map_err(tree_err(format!(
+            "writing the file list of {}",
+            package.name
+        )))?;
         for member in INFO_MEMBERS {
             let from = control.join(member);
             if from.exists() {
-                std::fs::copy(&from, info.join(format!("{info_name}.{member}")))
-                    .map_err(io(format!("writing the {member} of {}", package.name)))?;
+                let content = std::fs::read(&from)
+                    .map_err(io(format!("reading the {member} of {}", package.name)))?;
+                tree.write(&info.join(format!("{info_name}.{member}")), &content, 0o644)
+                    .map_err(tree_err(format!(
+                        "writing the {member} of {}",
+                        package.name
+                    )))?;
             }
         }
-        append_status(&admin.join("status"), &fields)
-            .map_err(io(format!("adding {} to dpkg's status", package.name)))?;
+        append_status(&tree, &admin.join("status"), &fields).map_err(tree_err(format!(
+            "adding {} to dpkg's status",
+            package.name
+        )))?;
         Ok(true)
     }
 }
@@ -371,26 +407,19 @@ fn only_activates(triggers: &str) -> bool {
         })
 }
 
-fn journal_pending(updates: &Path) -> std::io::Result<bool> {
-    match std::fs::read_dir(updates) {
-        Ok(entries) => {
-            for entry in entries {
-                if entry?.file_name() != "tmp.i" {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+fn journal_pending(tree: &TreeDir, updates: &Path) -> std::io::Result<bool> {
+    let dir = match tree.open_dir(updates) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if !matches!(name.as_slice(), b"." | b".." | b"tmp.i") {
+            return Ok(true);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
     }
-}
-
-fn read_or_empty(path: &Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        other => other,
-    }
+    Ok(false)
 }
 
 /// A tar member name (`./`, `./usr/`, `./usr/bin/x`) as dpkg lists it (`/.`, `/usr`, `/usr/bin/x`).
@@ -431,7 +460,7 @@ fn parse_listing(text: &str) -> Vec<Member> {
 
 /// The soundness checks of the module documentation that depend on the tree.
 fn placeable(
-    root: &Path,
+    tree: &TreeDir,
     members: &[Member],
     links: &[&str],
     diversions: &str,
@@ -459,11 +488,22 @@ fn placeable(
         if triggered {
             return false;
         }
-        match root.join(&path).symlink_metadata() {
-            Err(_) => true,
+        // Every directory the checkout passes through must be a real one: libostree would
+        // follow a link there.
+        let ancestors_are_dirs = Path::new(&path)
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .all(|a| matches!(tree.kind(a), Ok(Some(Kind::Dir)) | Ok(None)));
+        if !ancestors_are_dirs {
+            return false;
+        }
+        match tree.kind(Path::new(&path)) {
+            Ok(None) => true,
             // A real directory may be shared; anything else (a file, or a symlink such as
             // /var/run -> /run that a checkout could replace) is left to dpkg.
-            Ok(meta) => m.dir && meta.is_dir(),
+            Ok(Some(kind)) => m.dir && kind == Kind::Dir,
+            Err(_) => false,
         }
     })
 }
@@ -497,8 +537,8 @@ fn status_stanza(control: &str) -> String {
 }
 
 /// Appends a stanza to dpkg's status file, replacing the file by rename.
-fn append_status(status: &Path, control: &str) -> std::io::Result<()> {
-    let mut text = read_or_empty(status)?;
+fn append_status(tree: &TreeDir, status: &Path, control: &str) -> std::io::Result<()> {
+    let mut text = String::from_utf8_lossy(&tree.read_or_empty(status)?).into_owned();
     if !text.is_empty() {
         while text.ends_with("\n\n") {
             text.pop();
@@ -509,9 +549,7 @@ fn append_status(status: &Path, control: &str) -> std::io::Result<()> {
         text.push('\n');
     }
     text.push_str(&status_stanza(control));
-    let temp = status.with_extension("keel-new");
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, status)
+    tree.write_replace(status, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
@@ -569,7 +607,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let status = dir.path().join("status");
         std::fs::write(&status, "Package: a\nStatus: install ok installed\n\n").unwrap();
-        append_status(&status, "Package: b\nVersion: 1\n").unwrap();
+        let tree = TreeDir::open(dir.path()).unwrap();
+        append_status(&tree, Path::new("status"), "Package: b\nVersion: 1\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(&status).unwrap(),
             "Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: install ok unpacked\nVersion: 1\n"
@@ -579,6 +618,7 @@ mod tests {
     #[test]
     fn diverted_triggered_or_existing_paths_are_not_placed() {
         let root = tempfile::tempdir().unwrap();
+        let tree = TreeDir::open(root.path()).unwrap();
         std::fs::create_dir_all(root.path().join("usr/share/doc")).unwrap();
         std::fs::write(root.path().join("usr/share/taken"), "").unwrap();
         let members = |paths: &[(&str, bool)]| -> Vec<Member> {
@@ -596,12 +636,12 @@ mod tests {
             ("/usr/share/doc", true),
             ("/usr/share/new", false),
         ]);
-        assert!(placeable(root.path(), &ok, LINKS, "", ""));
+        assert!(placeable(&tree, &ok, LINKS, "", ""));
         let taken = members(&[("/usr/share/taken", false)]);
-        assert!(!placeable(root.path(), &taken, LINKS, "", ""));
+        assert!(!placeable(&tree, &taken, LINKS, "", ""));
         let diverted = members(&[("/bin/x", false)]);
         assert!(!placeable(
-            root.path(),
+            &tree,
             &diverted,
             LINKS,
             "/usr/bin/x\n/usr/bin/x.real\npkg\n",
@@ -609,17 +649,17 @@ mod tests {
         ));
         std::os::unix::fs::symlink("/run", root.path().join("var-run")).unwrap();
         let through_link = members(&[("/var-run", true), ("/var-run/x", false)]);
-        assert!(!placeable(root.path(), &through_link, LINKS, "", ""));
+        assert!(!placeable(&tree, &through_link, LINKS, "", ""));
         let man = members(&[("/usr/share/man/man1/x.1.gz", false)]);
         assert!(!placeable(
-            root.path(),
+            &tree,
             &man,
             LINKS,
             "",
             "/usr/share/man man-db/noawait\n"
         ));
         assert!(placeable(
-            root.path(),
+            &tree,
             &man,
             LINKS,
             "",
