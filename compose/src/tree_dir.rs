@@ -85,15 +85,22 @@ impl TreeDir {
         )?)
     }
 
-    /// Opens the file `rel` for reading (symlinks followed inside the tree).
+    /// Opens the regular file `rel` for reading (symlinks followed inside the tree). Anything
+    /// else (a FIFO a script left, a device) is refused rather than read.
     pub fn open_file(&self, rel: &Path) -> io::Result<File> {
         let fd = rustix::fs::openat2(
             &self.fd,
             relative(rel)?,
-            OFlags::RDONLY | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
             IN_ROOT,
         )?;
+        if kind_of(rustix::fs::fstat(&fd)?.st_mode) != Kind::File {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", rel.display()),
+            ));
+        }
         Ok(File::from(fd))
     }
 

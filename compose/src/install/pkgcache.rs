@@ -2,7 +2,7 @@
 //! content is kept, keyed by the `.deb`'s sha256, so a later compose places it without
 //! decompressing the archive or running dpkg's unpack.
 //!
-//! Storage: an ostree repository in `bare` mode at `CACHEDIR/pkgcache-repo` (bare, not
+//! Storage (through libostree): an ostree repository in `bare` mode at `CACHEDIR/pkgcache-repo` (bare, not
 //! bare-user: composes run as root and the files must keep their real owners and modes). Each
 //! package is one commit on the ref `pkgcache/<sha256>` holding `data/` (the filesystem archive,
 //! with the merged-/usr aliases folded into `usr/`), `control/` (the control members) and
@@ -40,9 +40,11 @@ use super::extract;
 use super::usr_links;
 use crate::package::ResolvedPackage;
 use crate::tree_dir::{Kind, TreeDir};
+use ostree::prelude::*;
+use ostree::{gio, glib};
 use std::collections::HashSet;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -65,11 +67,20 @@ pub enum PackageCacheError {
         #[source]
         source: std::io::Error,
     },
-    #[error("package cache {}: `ostree {command}` failed: {stderr}; delete the cache directory if it is damaged", repo.display())]
+    #[error(
+        "{}package cache {}: {action}: {source}; delete {} if it is damaged (the next compose \
+         fills it again)",
+        package.as_ref().map(|p| format!("{p}: ")).unwrap_or_default(),
+        repo.display(),
+        repo.display()
+    )]
     Ostree {
+        /// `describe`'s text, when a package is involved.
+        package: Option<String>,
         repo: PathBuf,
-        command: String,
-        stderr: String,
+        action: String,
+        #[source]
+        source: glib::Error,
     },
     /// `package` is `describe`'s text; `reason` follows it.
     #[error("{package} {reason} (while adding it to the package cache)")]
@@ -112,9 +123,27 @@ impl PackageCache {
                 action: "creating the directory".into(),
                 source,
             })?;
-            ostree(&repo, &["init", "--mode=bare"])?;
+            ostree::Repo::new_for_path(&repo)
+                .create(ostree::RepoMode::Bare, gio::Cancellable::NONE)
+                .map_err(ostree_err(&repo, None, "creating the repository"))?;
         }
         Ok(Self { repo: Some(repo) })
+    }
+
+    /// A libostree handle on the repository (one per call: `ostree::Repo` is not `Sync`, and
+    /// imports run on several threads).
+    fn handle(
+        &self,
+        repo: &Path,
+        package: &ResolvedPackage,
+    ) -> Result<ostree::Repo, PackageCacheError> {
+        let handle = ostree::Repo::new_for_path(repo);
+        handle.open(gio::Cancellable::NONE).map_err(ostree_err(
+            repo,
+            Some(package),
+            "opening the repository",
+        ))?;
+        Ok(handle)
     }
 
     /// The cache's bare repository, unless the cache is disabled.
@@ -124,9 +153,12 @@ impl PackageCache {
 
     /// Whether the package with this `.deb` sha256 is cached.
     pub fn contains(&self, sha256: &str) -> bool {
-        self.repo
-            .as_ref()
-            .is_some_and(|r| r.join("refs/heads/pkgcache").join(sha256).is_file())
+        let Some(repo) = &self.repo else {
+            return false;
+        };
+        let handle = ostree::Repo::new_for_path(repo);
+        handle.open(gio::Cancellable::NONE).is_ok()
+            && matches!(handle.resolve_rev(&cache_ref(sha256), true), Ok(Some(_)))
     }
 
     /// Adds `package` (from `deb`) to the cache if it is cacheable and not cached yet; returns
@@ -187,23 +219,12 @@ impl PackageCache {
         }
         std::fs::write(staging.path().join("files.keel"), listing)
             .map_err(io("writing the file list"))?;
-        let tree = format!("--tree=dir={}", staging.path().display());
-        let branch = format!("--branch=pkgcache/{}", package.sha256);
-        let subject = format!(
-            "--subject={} {} {}",
-            package.name, package.version, package.arch
-        );
-        ostree(
-            repo,
-            &[
-                "commit",
-                "--consume",
-                "--no-bindings",
-                &branch,
-                &subject,
-                &tree,
-            ],
-        )?;
+        let subject = format!("{} {} {}", package.name, package.version, package.arch);
+        let handle = self.handle(repo, package)?;
+        let staged =
+            std::fs::File::open(staging.path()).map_err(io("opening the staging directory"))?;
+        commit_consuming(&handle, &staged, &subject, &cache_ref(&package.sha256))
+            .map_err(ostree_err(repo, Some(package), "storing the package"))?;
         Ok(true)
     }
 
@@ -285,8 +306,18 @@ impl PackageCache {
         {
             return Ok(false);
         }
-        let rev = format!("pkgcache/{}", package.sha256);
-        let listing = ostree(repo, &["cat", &rev, "/files.keel"])?;
+        let handle = self.handle(repo, package)?;
+        // checkout_at wants the commit's checksum, not a ref.
+        let rev = handle
+            .resolve_rev(&cache_ref(&package.sha256), false)
+            .map_err(ostree_err(repo, Some(package), "looking up its commit"))?
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let listing = read_listing(&handle, &rev).map_err(ostree_err(
+            repo,
+            Some(package),
+            "reading its file list",
+        ))?;
         let members = parse_listing(&listing);
         let links = usr_links(&package.arch);
         let text = |rel: &Path| -> std::io::Result<String> {
@@ -303,8 +334,25 @@ impl PackageCache {
         let staging =
             tempfile::tempdir_in(repo).map_err(io("creating a staging directory".into()))?;
         let control = staging.path().join("control");
-        let dest = control.display().to_string();
-        ostree(repo, &["checkout", "--subpath=/control", &rev, &dest])?;
+        let staged = std::fs::File::open(staging.path())
+            .map_err(io("opening the staging directory".into()))?;
+        let options = ostree::RepoCheckoutAtOptions {
+            subpath: Some("/control".into()),
+            ..Default::default()
+        };
+        handle
+            .checkout_at(
+                Some(&options),
+                staged.as_raw_fd(),
+                "control",
+                &rev,
+                gio::Cancellable::NONE,
+            )
+            .map_err(ostree_err(
+                repo,
+                Some(package),
+                "checking out its control members",
+            ))?;
         if !harmless_control(&control).map_err(io("reading control members".into()))? {
             return Ok(false);
         }
@@ -312,18 +360,25 @@ impl PackageCache {
             .map_err(io(format!("reading the control file of {}", package.name)))?;
         // `placeable` saw every directory the checkout enters as a real directory (or
         // absent), so libostree's union checkout cannot be led out of the tree by a link.
-        let root_text = root.display().to_string();
-        ostree(
-            repo,
-            &[
-                "checkout",
-                "--union",
-                "--force-copy",
-                "--subpath=/data",
+        let options = ostree::RepoCheckoutAtOptions {
+            subpath: Some("/data".into()),
+            overwrite_mode: ostree::RepoCheckoutOverwriteMode::UnionFiles,
+            force_copy: true,
+            ..Default::default()
+        };
+        handle
+            .checkout_at(
+                Some(&options),
+                tree.fd().as_raw_fd(),
+                ".",
                 &rev,
-                &root_text,
-            ],
-        )?;
+                gio::Cancellable::NONE,
+            )
+            .map_err(ostree_err(
+                repo,
+                Some(package),
+                "placing its files into the tree",
+            ))?;
 
         let info_name = info_name(&fields, &package.name);
         let info = admin.join("info");
@@ -357,24 +412,64 @@ impl PackageCache {
     }
 }
 
-fn ostree(repo: &Path, args: &[&str]) -> Result<String, PackageCacheError> {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .map_err(|source| PackageCacheError::Io {
-            repo: repo.to_path_buf(),
-            action: "running ostree (install it through ci/deps)".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(PackageCacheError::Ostree {
-            repo: repo.to_path_buf(),
-            command: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+/// The ref a package's cache commit lives on.
+fn cache_ref(sha256: &str) -> String {
+    format!("pkgcache/{sha256}")
+}
+
+fn ostree_err(
+    repo: &Path,
+    package: Option<&ResolvedPackage>,
+    action: &str,
+) -> impl FnOnce(glib::Error) -> PackageCacheError {
+    let (repo, package, action) = (
+        repo.to_path_buf(),
+        package.map(super::describe),
+        action.to_string(),
+    );
+    move |source| PackageCacheError::Ostree {
+        package,
+        repo,
+        action,
+        source,
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Commits the directory `dir` (consuming it: its files move into the repository) on `reference`.
+fn commit_consuming(
+    repo: &ostree::Repo,
+    dir: &std::fs::File,
+    subject: &str,
+    reference: &str,
+) -> Result<(), glib::Error> {
+    let cancellable = gio::Cancellable::NONE;
+    let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::CONSUME, None);
+    repo.prepare_transaction(cancellable)?;
+    let written = (|| -> Result<(), glib::Error> {
+        let mtree = ostree::MutableTree::new();
+        repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)?;
+        let root = repo.write_mtree(&mtree, cancellable)?;
+        let root = root.downcast::<ostree::RepoFile>().map_err(|_| {
+            glib::Error::new(gio::IOErrorEnum::Failed, "write_mtree returned no RepoFile")
+        })?;
+        let commit = repo.write_commit(None, Some(subject), None, None, &root, cancellable)?;
+        repo.transaction_set_ref(None, reference, Some(&commit));
+        repo.commit_transaction(cancellable)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = repo.abort_transaction(cancellable);
+    }
+    written
+}
+
+/// The `files.keel` of a cached package.
+fn read_listing(repo: &ostree::Repo, rev: &str) -> Result<String, glib::Error> {
+    let (root, _) = repo.read_commit(rev, gio::Cancellable::NONE)?;
+    let (bytes, _) = root
+        .child("files.keel")
+        .load_contents(gio::Cancellable::NONE)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn harmless_control(dir: &Path) -> std::io::Result<bool> {
