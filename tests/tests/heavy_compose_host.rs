@@ -45,6 +45,9 @@ fn heavy_compose_host_treefile() {
     };
     let report = pipeline::compose(&options).expect("composing treefiles/debian-host.toml");
     let commit = report.commit.as_str();
+    if let Some(base) = &report.base_layer {
+        eprintln!("base layer install steps: {:?}", base.install_phases);
+    }
     eprintln!(
         "host compose: {:.1} s, {} packages, tree {} MB, repository +{} MB, phases {:?}",
         report.seconds,
