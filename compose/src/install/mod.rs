@@ -4,7 +4,10 @@
 //! The recipe is mmdebstrap's:
 //! 1. Lay out the merged-/usr links (`bin -> usr/bin`, ...) and an empty dpkg database.
 //! 2. Extract the Essential set (see [`order`]) on the host side, so the tree has a shell, dpkg
-//!    and the tools maintainer scripts use.
+//!    and the tools maintainer scripts use. The extraction is ours ([`extract`]), through a
+//!    [`TreeDir`]: links a package ships resolve inside the tree as in a chroot, never onto the
+//!    build host; `..` names, hard links out of the tree and device nodes are refused naming
+//!    the package.
 //! 3. In the sandbox, `dpkg --install --force-depends` the Essential set: this records the
 //!    packages in dpkg's database and runs their scripts.
 //! 4. Unpack the rest in rounds ordered by Pre-Depends, configuring pre-dependencies between
@@ -15,7 +18,11 @@
 //! nothing of them stays in the tree). `/usr/sbin/policy-rc.d` (exit 101) forbids starting
 //! services while installing and is removed afterwards; the sandbox has no network.
 //! A failing maintainer script is reported with its package, the script and the tail of dpkg's
-//! output. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
+//! output; a package dpkg refuses is named (name, version, repo), not by its `.deb` path.
+//! Device nodes and FIFOs are refused wherever Keel reads a package's archive itself (the
+//! Essential set, the package cache): an ostree commit cannot hold them. A package with
+//! maintainer scripts that dpkg unpacks (never cached) can still leave one in the tree; the
+//! base layer's commit drops it. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
 
 pub mod base;
 pub mod dpkg_log;
