@@ -4,7 +4,7 @@
 //! The recipe is mmdebstrap's:
 //! 1. Lay out the merged-/usr links (`bin -> usr/bin`, ...) and an empty dpkg database.
 //! 2. Extract the Essential set (see [`order`]) on the host side, so the tree has a shell, dpkg
-//!    and the tools maintainer scripts use. The extraction is ours ([`extract`]), through a
+//!    and the tools maintainer scripts use. The extraction is ours (module `extract`), through a
 //!    [`TreeDir`]: links a package ships resolve inside the tree as in a chroot, never onto the
 //!    build host; `..` names, hard links out of the tree and device nodes are refused naming
 //!    the package.
@@ -21,8 +21,7 @@
 //! output; a package dpkg refuses is named (name, version, repo), not by its `.deb` path.
 //! Device nodes and FIFOs are refused wherever Keel reads a package's archive itself (the
 //! Essential set, the package cache): an ostree commit cannot hold them. A package with
-//! maintainer scripts that dpkg unpacks (never cached) can still leave one in the tree; the
-//! base layer's commit drops it. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
+//! maintainer scripts, which only dpkg unpacks (never cached), is not checked here yet. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
 
 pub mod base;
 pub mod dpkg_log;
