@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::Dir;
 
+use crate::tree_dir::TreeDir;
+
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::treefile::Initramfs;
 
@@ -94,12 +96,16 @@ pub fn generate(sandbox: &Sandbox, kver: &str) -> Result<PathBuf, InitramfsError
         kver: kver.to_owned(),
         source,
     };
-    if !sandbox
-        .root()
-        .join(modules_dir.trim_start_matches('/'))
-        .join("modules.dep")
-        .exists()
-    {
+    let relative = PathBuf::from(image.trim_start_matches('/'));
+    let host_path = sandbox.root().join(&relative);
+    // Packages and dracut's hooks wrote this tree: read it back only through a handle that
+    // cannot leave it (an initramfs.img that is a link to a host file is read inside the tree).
+    let tree = TreeDir::open(sandbox.root()).map_err(|source| InitramfsError::Read {
+        path: host_path.clone(),
+        source,
+    })?;
+    let modules_dep = Path::new(modules_dir.trim_start_matches('/')).join("modules.dep");
+    if !matches!(tree.kind(&modules_dep), Ok(Some(_))) {
         sandbox
             .run(
                 &["depmod", "-a", kver],
@@ -120,9 +126,13 @@ pub fn generate(sandbox: &Sandbox, kver: &str) -> Result<PathBuf, InitramfsError
             &format!("dracut for kernel {kver}"),
         )
         .map_err(dracut_err)?;
-    let relative = PathBuf::from(image.trim_start_matches('/'));
-    let host_path = sandbox.root().join(&relative);
-    let listing = list_file(&host_path)?;
+    let listing = tree
+        .open_file(&relative)
+        .and_then(|file| list(BufReader::new(file)))
+        .map_err(|source| InitramfsError::Read {
+            path: host_path.clone(),
+            source,
+        })?;
     let has_ostree = if listing.compressed_tail {
         let out = sandbox
             .run(&["lsinitrd", &image], &format!("lsinitrd {image}"))

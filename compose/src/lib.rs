@@ -19,4 +19,5 @@ pub mod release;
 pub mod resolve_cache;
 pub mod sandbox;
 pub mod scratch;
+pub mod tree_dir;
 pub mod treefile;

@@ -64,6 +64,9 @@ fn heavy_compose_host_treefile() {
         )),
         "fetching reports every package as done"
     );
+    if let Some(base) = &report.base_layer {
+        eprintln!("base layer install steps: {:?}", base.install_phases);
+    }
     eprintln!(
         "host compose: {:.1} s, {} packages, tree {} MB, repository +{} MB, phases {:?}",
         report.seconds,

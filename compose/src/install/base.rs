@@ -26,6 +26,9 @@ pub struct BaseReport {
     pub build_seconds: f64,
     /// Checking it out into the tree.
     pub checkout_seconds: f64,
+    /// The install's seconds per step (bootstrap, essential, ...; empty when reused), so cold
+    /// composes can be compared step by step.
+    pub install_phases: Vec<(String, f64)>,
 }
 
 /// The base layer checked out into the tree.
@@ -61,6 +64,7 @@ pub fn prepare(
     let repo = pkgcache.repo_path().ok_or(BaseError::NoCache)?;
     let cache = LayerCache::open(repo)?;
     let started = Instant::now();
+    let mut install_phases = Vec::new();
     let (commit, reused) = match cache.lookup(key)? {
         Some(commit) => (commit, true),
         None => {
@@ -72,7 +76,9 @@ pub fn prepare(
                     source,
                 })
             })?;
-            install_with(build_sandbox, packages, debs, pkgcache).map_err(Box::new)?;
+            let installed =
+                install_with(build_sandbox, packages, debs, pkgcache).map_err(Box::new)?;
+            install_phases = installed.phases;
             (cache.store(key, build, cancellable)?, false)
         }
     };
@@ -89,6 +95,7 @@ pub fn prepare(
         reused,
         build_seconds,
         checkout_seconds: lap.elapsed().as_secs_f64(),
+        install_phases,
     };
     Ok(Base {
         cache,

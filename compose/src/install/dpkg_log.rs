@@ -70,6 +70,28 @@ pub fn failed_packages(output: &str) -> Vec<String> {
     names
 }
 
+/// What dpkg lists under "Errors were encountered while processing:": package names, or the
+/// paths of the `.deb` files it was given (`/run/keel-debs/0/<sha256>.deb`), in order.
+pub fn processing_errors(output: &str) -> Vec<String> {
+    let mut lines = output.lines();
+    let mut found = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.trim() != "Errors were encountered while processing:" {
+            continue;
+        }
+        for item in lines.by_ref() {
+            if !item.starts_with(' ') || item.trim().is_empty() {
+                break;
+            }
+            let item = item.trim().to_string();
+            if !found.contains(&item) {
+                found.push(item);
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +147,14 @@ mod tests {
             }]
         );
         assert_eq!(failed_packages(log), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn lists_what_dpkg_could_not_process() {
+        let log = "dpkg: error processing archive /run/keel-debs/0/ab.deb (--unpack):\n                    trying to overwrite '/x', which is also in package y 1\n\
+                   Errors were encountered while processing:\n /run/keel-debs/0/ab.deb\n c\n\
+                   after\n";
+        assert_eq!(processing_errors(log), vec!["/run/keel-debs/0/ab.deb", "c"]);
+        assert!(processing_errors("Setting up a (1) ...\n").is_empty());
     }
 }

@@ -4,7 +4,10 @@
 //! The recipe is mmdebstrap's:
 //! 1. Lay out the merged-/usr links (`bin -> usr/bin`, ...) and an empty dpkg database.
 //! 2. Extract the Essential set (see [`order`]) on the host side, so the tree has a shell, dpkg
-//!    and the tools maintainer scripts use.
+//!    and the tools maintainer scripts use. The extraction is ours (module `extract`), through a
+//!    [`TreeDir`]: links a package ships resolve inside the tree as in a chroot, never onto the
+//!    build host; `..` names, hard links out of the tree and device nodes are refused naming
+//!    the package.
 //! 3. In the sandbox, `dpkg --install --force-depends` the Essential set: this records the
 //!    packages in dpkg's database and runs their scripts.
 //! 4. Unpack the rest in rounds ordered by Pre-Depends, configuring pre-dependencies between
@@ -15,7 +18,10 @@
 //! nothing of them stays in the tree). `/usr/sbin/policy-rc.d` (exit 101) forbids starting
 //! services while installing and is removed afterwards; the sandbox has no network.
 //! A failing maintainer script is reported with its package, the script and the tail of dpkg's
-//! output. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
+//! output; a package dpkg refuses is named (name, version, repo), not by its `.deb` path.
+//! Device nodes and FIFOs are refused wherever Keel reads a package's archive itself (the
+//! Essential set, the package cache): an ostree commit cannot hold them. A package with
+//! maintainer scripts, which only dpkg unpacks (never cached), is not checked here yet. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
 
 pub mod base;
 pub mod dpkg_log;
@@ -30,6 +36,7 @@ pub use pkgcache::{PackageCache, PackageCacheError};
 
 use crate::package::ResolvedPackage;
 use crate::sandbox::{tail, Sandbox, SandboxError, TAIL_LINES};
+use crate::tree_dir::TreeDir;
 use order::OrderError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -80,7 +87,8 @@ pub enum InstallError {
         #[source]
         source: std::io::Error,
     },
-    #[error("extracting package {package} from {}: {reason}", deb.display())]
+    /// `package` is [`describe`]'s text; `reason` follows it ("ships a device node ...").
+    #[error("{package} {reason} (extracting {})", deb.display())]
     Extract {
         package: String,
         deb: PathBuf,
@@ -94,6 +102,17 @@ pub enum InstallError {
         package: String,
         script: &'static str,
         status: String,
+        step: String,
+        tail: String,
+    },
+    #[error(
+        "dpkg refused {} during {step}; read dpkg's reason below, then fix or drop the package \
+         (or report it to its maintainer); last lines of dpkg's output:\n{tail}",
+        packages.join(", ")
+    )]
+    Refused {
+        /// Each as [`describe`] names it.
+        packages: Vec<String>,
         step: String,
         tail: String,
     },
@@ -141,6 +160,7 @@ pub fn install_with(
 
     let (sandbox, inside) = bind_debs(sandbox, debs);
     let by_name = by_name(packages, debs, &inside);
+    let names = Namer::new(&by_name);
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
 
     let mut laps = Laps::new();
@@ -159,13 +179,9 @@ pub fn install_with(
             essential.push(name.clone());
         }
     }
-    let to_extract: Vec<(&str, &Path)> = essential
+    let to_extract: Vec<(&ResolvedPackage, &Path)> = essential
         .iter()
-        .filter_map(|n| {
-            by_name
-                .get(n.as_str())
-                .map(|(_, d, _)| (n.as_str(), d.as_path()))
-        })
+        .filter_map(|n| by_name.get(n.as_str()).map(|(p, d, _)| (*p, d.as_path())))
         .collect();
     extract_all(&to_extract, &root, jobs)?;
     write_policy_rc_d(&root)?;
@@ -173,14 +189,20 @@ pub fn install_with(
     if !essential.is_empty() {
         let mut argv = dpkg(&["--install", "--force-depends"]);
         argv.extend(essential.iter().map(|n| deb_of(n)));
-        run_dpkg(&sandbox, &argv, "installing the Essential set", &essential)?;
+        run_dpkg(
+            &sandbox,
+            &argv,
+            "installing the Essential set",
+            &essential,
+            &names,
+        )?;
     }
     if !from_cache.is_empty() {
         // Configured now, as `dpkg --install` would have, so later Pre-Depends are satisfied.
         let mut argv = dpkg(&["--configure", "--force-depends"]);
         argv.extend(from_cache.iter().map(|n| n.as_str()));
         let step = "configuring the cached part of the Essential set";
-        run_dpkg(&sandbox, &argv, step, &from_cache)?;
+        run_dpkg(&sandbox, &argv, step, &from_cache, &names)?;
     }
     laps.done("essential");
 
@@ -199,6 +221,7 @@ pub fn install_with(
         &dpkg(&["--configure", "--pending"]),
         "configuring all packages and running triggers",
         &everything,
+        &names,
     )?;
     laps.done("configure");
     check_all_installed(&sandbox, packages)?;
@@ -244,6 +267,7 @@ pub fn install_over(
     let root = sandbox.root().to_path_buf();
     let (sandbox, inside) = bind_debs(sandbox, debs);
     let by_name = by_name(packages, debs, &inside);
+    let names = Namer::new(&by_name);
     let mut laps = Laps::new();
     write_policy_rc_d(&root)?;
     let mut unused = Vec::new();
@@ -257,11 +281,12 @@ pub fn install_over(
         &mut unused,
     )?;
     laps.done("rounds");
-    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+    let top: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
     run_dpkg(
         &sandbox,
         &dpkg(&["--configure", "--pending"]),
         "configuring the top layer and running triggers",
+        &top,
         &names,
     )?;
     laps.done("configure");
@@ -290,6 +315,7 @@ fn run_rounds(
     from_cache: &mut Vec<String>,
 ) -> Result<(), InstallError> {
     let deb_of = |name: &str| by_name.get(name).map(|(_, _, i)| i.as_str()).unwrap_or("");
+    let names = Namer::new(by_name);
     for (i, round) in rounds.iter().enumerate() {
         let mut unpack = Vec::new();
         for name in &round.unpack {
@@ -306,13 +332,13 @@ fn run_rounds(
             let mut argv = dpkg(&["--unpack"]);
             argv.extend(unpack.iter().map(|n| deb_of(n)));
             let step = format!("unpacking round {}", i + 1);
-            run_dpkg(sandbox, &argv, &step, &unpack)?;
+            run_dpkg(sandbox, &argv, &step, &unpack, &names)?;
         }
         if !round.configure.is_empty() {
             let mut argv = dpkg(&["--configure"]);
             argv.extend(round.configure.iter().map(|n| n.as_str()));
             let step = format!("configuring pre-dependencies after round {}", i + 1);
-            run_dpkg(sandbox, &argv, &step, &round.configure)?;
+            run_dpkg(sandbox, &argv, &step, &round.configure, &names)?;
         }
     }
     Ok(())
@@ -364,7 +390,11 @@ impl Laps {
 
 /// Extracts the `(package, deb)` pairs into `root`, `jobs` at a time. Order does not matter:
 /// `dpkg --install` unpacks every one of them again over the result.
-fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), InstallError> {
+fn extract_all(
+    debs: &[(&ResolvedPackage, &Path)],
+    root: &Path,
+    jobs: usize,
+) -> Result<(), InstallError> {
     let next = AtomicUsize::new(0);
     let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -377,7 +407,7 @@ fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), I
                 if let Err(reason) = extract::unpack_data(deb, root) {
                     if let Ok(mut slot) = first_error.lock() {
                         slot.get_or_insert(InstallError::Extract {
-                            package: package.to_string(),
+                            package: describe(package),
                             deb: deb.to_path_buf(),
                             reason,
                         });
@@ -391,6 +421,14 @@ fn extract_all(debs: &[(&str, &Path)], root: &Path, jobs: usize) -> Result<(), I
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// How errors name a package: `package NAME (version V from repo R)`.
+pub fn describe(p: &ResolvedPackage) -> String {
+    format!(
+        "package {} (version {} from repo {})",
+        p.name, p.version, p.repo
+    )
 }
 
 fn dpkg<'a>(args: &[&'a str]) -> Vec<&'a str> {
@@ -431,13 +469,14 @@ pub(crate) fn usr_links(arch: &str) -> Vec<&'static str> {
 
 fn prepare_tree(root: &Path, arch: &str) -> Result<(), InstallError> {
     let io = |action, path: &Path| {
-        let path = path.to_path_buf();
+        let path = root.join(path);
         move |source| InstallError::Io {
             action,
             path,
             source,
         }
     };
+    let tree = TreeDir::open(root).map_err(io("opening", Path::new("")))?;
     for dir in [
         "usr",
         "var/lib/dpkg/info",
@@ -451,28 +490,32 @@ fn prepare_tree(root: &Path, arch: &str) -> Result<(), InstallError> {
         "dev",
         "root",
     ] {
-        let path = root.join(dir);
-        std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
+        let path = Path::new(dir);
+        tree.create_dir_all(path, 0o755)
+            .map_err(io("creating", path))?;
     }
     for link in usr_links(arch) {
-        let path = root.join(link);
-        if path.symlink_metadata().is_err() {
+        let path = Path::new(link);
+        if tree.kind(path).map_err(io("reading", path))?.is_none() {
             let target = format!("usr/{link}");
-            std::fs::create_dir_all(root.join(&target)).map_err(io("creating", &path))?;
-            std::os::unix::fs::symlink(&target, &path).map_err(io("linking", &path))?;
+            tree.create_dir_all(Path::new(&target), 0o755)
+                .map_err(io("creating", path))?;
+            tree.symlink(path, Path::new(&target))
+                .map_err(io("linking", path))?;
         }
     }
     for file in ["var/lib/dpkg/status", "var/lib/dpkg/available"] {
-        let path = root.join(file);
-        if !path.exists() {
-            std::fs::write(&path, "").map_err(io("creating", &path))?;
+        let path = Path::new(file);
+        if tree.kind(path).map_err(io("reading", path))?.is_none() {
+            tree.write(path, b"", 0o644).map_err(io("creating", path))?;
         }
     }
     Ok(())
 }
 
+/// Writes `/usr/sbin/policy-rc.d` through the tree's handle: a package may have planted a link
+/// at that name or on the way to it.
 fn write_policy_rc_d(root: &Path) -> Result<(), InstallError> {
-    use std::os::unix::fs::PermissionsExt;
     let path = root.join(POLICY_RC_D);
     let io = |action| {
         let path = path.clone();
@@ -482,24 +525,25 @@ fn write_policy_rc_d(root: &Path) -> Result<(), InstallError> {
             source,
         }
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    let tree = TreeDir::open(root).map_err(io("opening the tree for"))?;
+    let rel = Path::new(POLICY_RC_D);
+    if let Some(dir) = rel.parent() {
+        tree.create_dir_all(dir, 0o755)
+            .map_err(io("creating the directory of"))?;
     }
-    std::fs::write(&path, POLICY_RC_D_BODY).map_err(io("writing"))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io("chmod"))
+    tree.write(rel, POLICY_RC_D_BODY.as_bytes(), 0o755)
+        .map_err(io("writing"))
 }
 
 fn remove_policy_rc_d(root: &Path) -> Result<(), InstallError> {
     let path = root.join(POLICY_RC_D);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(InstallError::Io {
+    TreeDir::open(root)
+        .and_then(|tree| tree.remove_file(Path::new(POLICY_RC_D)))
+        .map_err(|source| InstallError::Io {
             action: "removing",
             path,
             source,
-        }),
-    }
+        })
 }
 
 /// Runs dpkg in the sandbox; a failure names the failing maintainer script when dpkg says which.
@@ -508,14 +552,24 @@ fn run_dpkg(
     argv: &[&str],
     step: &str,
     packages: &[String],
+    names: &Namer,
 ) -> Result<String, InstallError> {
     sandbox.run(argv, step).map_err(|source| {
         let output = source.output().unwrap_or("");
+        let refused: Vec<String> = dpkg_log::processing_errors(output)
+            .iter()
+            .map(|item| names.describe(item))
+            .collect();
         match dpkg_log::script_failures(output).into_iter().next() {
             Some(f) => InstallError::Script {
                 package: f.package,
                 script: f.script,
                 status: f.status,
+                step: step.to_string(),
+                tail: tail(output, TAIL_LINES),
+            },
+            None if !refused.is_empty() => InstallError::Refused {
+                packages: refused,
                 step: step.to_string(),
                 tail: tail(output, TAIL_LINES),
             },
@@ -526,6 +580,29 @@ fn run_dpkg(
             },
         }
     })
+}
+
+/// Names a package the way errors do, from what dpkg calls it: its name, or the path of its
+/// `.deb` inside the sandbox.
+struct Namer(Vec<(String, String, String)>);
+
+impl Namer {
+    fn new(by_name: &ByName) -> Self {
+        Namer(
+            by_name
+                .values()
+                .map(|(p, _, inside)| (p.name.clone(), inside.to_string(), describe(p)))
+                .collect(),
+        )
+    }
+
+    fn describe(&self, item: &str) -> String {
+        let name = item.split(':').next().unwrap_or(item);
+        self.0
+            .iter()
+            .find(|(n, inside, _)| inside == item || n == name)
+            .map_or_else(|| format!("package {item}"), |(_, _, d)| d.clone())
+    }
 }
 
 fn check_all_installed(
@@ -570,39 +647,5 @@ fn parse_status_abbrev(out: &str) -> HashMap<&str, &str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_abbrev_lines_parse_into_a_map() {
-        let map = parse_status_abbrev("a\tii \nlibb:amd64\tiU \nbroken line\n");
-        assert_eq!(map.get("a"), Some(&"ii "));
-        assert_eq!(map.get("libb"), Some(&"iU "));
-        assert_eq!(map.len(), 2);
-    }
-
-    #[test]
-    fn debs_in_one_directory_share_one_bind() {
-        let debs = [
-            PathBuf::from("/c/a.deb"),
-            PathBuf::from("/c/b.deb"),
-            PathBuf::from("/d/c.deb"),
-        ];
-        let (_, inside) = bind_debs(&Sandbox::new(Path::new("/t")), &debs);
-        assert_eq!(
-            inside,
-            vec![
-                "/run/keel-debs/0/a.deb",
-                "/run/keel-debs/0/b.deb",
-                "/run/keel-debs/1/c.deb"
-            ]
-        );
-    }
-
-    #[test]
-    fn merged_usr_links_follow_the_architecture() {
-        assert!(usr_links("amd64").contains(&"lib64"));
-        assert!(!usr_links("arm64").contains(&"lib64"));
-        assert!(usr_links("arm64").contains(&"bin"));
-    }
-}
+#[path = "install_tests.rs"]
+mod tests;

@@ -2,7 +2,7 @@
 //! content is kept, keyed by the `.deb`'s sha256, so a later compose places it without
 //! decompressing the archive or running dpkg's unpack.
 //!
-//! Storage: an ostree repository in `bare` mode at `CACHEDIR/pkgcache-repo` (bare, not
+//! Storage (through libostree): an ostree repository in `bare` mode at `CACHEDIR/pkgcache-repo` (bare, not
 //! bare-user: composes run as root and the files must keep their real owners and modes). Each
 //! package is one commit on the ref `pkgcache/<sha256>` holding `data/` (the filesystem archive,
 //! with the merged-/usr aliases folded into `usr/`), `control/` (the control members) and
@@ -39,9 +39,12 @@
 use super::extract;
 use super::usr_links;
 use crate::package::ResolvedPackage;
+use crate::tree_dir::{Kind, TreeDir};
+use ostree::prelude::*;
+use ostree::{gio, glib};
 use std::collections::HashSet;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -64,14 +67,32 @@ pub enum PackageCacheError {
         #[source]
         source: std::io::Error,
     },
-    #[error("package cache {}: `ostree {command}` failed: {stderr}; delete the cache directory if it is damaged", repo.display())]
+    #[error(
+        "{}package cache {}: {action}: {source}; delete {} if it is damaged (the next compose \
+         fills it again)",
+        package.as_ref().map(|p| format!("{p}: ")).unwrap_or_default(),
+        repo.display(),
+        repo.display()
+    )]
     Ostree {
+        /// `describe`'s text, when a package is involved.
+        package: Option<String>,
         repo: PathBuf,
-        command: String,
-        stderr: String,
+        action: String,
+        #[source]
+        source: glib::Error,
     },
-    #[error("package cache: extracting {package}: {reason}")]
+    /// `package` is `describe`'s text; `reason` follows it.
+    #[error("{package} {reason} (while adding it to the package cache)")]
     Extract { package: String, reason: String },
+    #[error("{package}: writing its files into the tree {}: {action}: {source}", tree.display())]
+    Tree {
+        package: String,
+        tree: PathBuf,
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// See the module documentation. [`PackageCache::disabled`] makes every compose cold.
@@ -103,9 +124,27 @@ impl PackageCache {
                 action: "creating the directory".into(),
                 source,
             })?;
-            ostree(&repo, &["init", "--mode=bare"])?;
+            ostree::Repo::new_for_path(&repo)
+                .create(ostree::RepoMode::Bare, gio::Cancellable::NONE)
+                .map_err(ostree_err(&repo, None, "creating the repository"))?;
         }
         Ok(Self { repo: Some(repo) })
+    }
+
+    /// A libostree handle on the repository (one per call: `ostree::Repo` is not `Sync`, and
+    /// imports run on several threads).
+    fn handle(
+        &self,
+        repo: &Path,
+        package: &ResolvedPackage,
+    ) -> Result<ostree::Repo, PackageCacheError> {
+        let handle = ostree::Repo::new_for_path(repo);
+        handle.open(gio::Cancellable::NONE).map_err(ostree_err(
+            repo,
+            Some(package),
+            "opening the repository",
+        ))?;
+        Ok(handle)
     }
 
     /// The cache's bare repository, unless the cache is disabled.
@@ -115,9 +154,12 @@ impl PackageCache {
 
     /// Whether the package with this `.deb` sha256 is cached.
     pub fn contains(&self, sha256: &str) -> bool {
-        self.repo
-            .as_ref()
-            .is_some_and(|r| r.join("refs/heads/pkgcache").join(sha256).is_file())
+        let Some(repo) = &self.repo else {
+            return false;
+        };
+        let handle = ostree::Repo::new_for_path(repo);
+        handle.open(gio::Cancellable::NONE).is_ok()
+            && matches!(handle.resolve_rev(&cache_ref(sha256), true), Ok(Some(_)))
     }
 
     /// Adds `package` (from `deb`) to the cache if it is cacheable and not cached yet; returns
@@ -143,7 +185,7 @@ impl PackageCache {
             }
         };
         let extract_err = |reason| PackageCacheError::Extract {
-            package: package.name.clone(),
+            package: super::describe(package),
             reason,
         };
         let staging = tempfile::tempdir_in(repo).map_err(io("creating a staging directory"))?;
@@ -165,41 +207,25 @@ impl PackageCache {
             std::os::unix::fs::symlink(format!("usr/{link}"), data.join(link))
                 .map_err(io("creating a staging link"))?;
         }
-        let names = extract::unpack_data(deb, &data).map_err(extract_err)?;
+        let members = extract::unpack_data(deb, &data).map_err(extract_err)?;
         for link in &links {
             std::fs::remove_file(data.join(link)).map_err(io("removing a staging link"))?;
         }
         let mut listing = String::new();
-        for name in &names {
-            let path = dpkg_path(name);
-            let dir = data
-                .join(canonical(&path, &links))
-                .symlink_metadata()
-                .map(|m| m.is_dir())
-                .map_err(io(&format!("reading {path} of {}", package.name)))?;
-            listing.push_str(if dir { "d " } else { "f " });
+        for member in &members {
+            let path = dpkg_path(&member.name);
+            listing.push_str(if member.dir { "d " } else { "f " });
             listing.push_str(&path);
             listing.push('\n');
         }
         std::fs::write(staging.path().join("files.keel"), listing)
             .map_err(io("writing the file list"))?;
-        let tree = format!("--tree=dir={}", staging.path().display());
-        let branch = format!("--branch=pkgcache/{}", package.sha256);
-        let subject = format!(
-            "--subject={} {} {}",
-            package.name, package.version, package.arch
-        );
-        ostree(
-            repo,
-            &[
-                "commit",
-                "--consume",
-                "--no-bindings",
-                &branch,
-                &subject,
-                &tree,
-            ],
-        )?;
+        let subject = format!("{} {} {}", package.name, package.version, package.arch);
+        let handle = self.handle(repo, package)?;
+        let staged =
+            std::fs::File::open(staging.path()).map_err(io("opening the staging directory"))?;
+        commit_consuming(&handle, &staged, &subject, &cache_ref(&package.sha256))
+            .map_err(ostree_err(repo, Some(package), "storing the package"))?;
         Ok(true)
     }
 
@@ -265,81 +291,186 @@ impl PackageCache {
                 source,
             }
         };
-        let admin = root.join("var/lib/dpkg");
-        if journal_pending(&admin.join("updates")).map_err(io("reading dpkg's journal".into()))? {
+        let tree_err = |action: String| {
+            let (package, tree) = (super::describe(package), root.to_path_buf());
+            move |source| PackageCacheError::Tree {
+                package,
+                tree,
+                action,
+                source,
+            }
+        };
+        let tree = TreeDir::open(root).map_err(tree_err("opening the tree".into()))?;
+        let admin = Path::new("var/lib/dpkg");
+        if journal_pending(&tree, &admin.join("updates"))
+            .map_err(tree_err("reading dpkg's journal".into()))?
+        {
             return Ok(false);
         }
-        let rev = format!("pkgcache/{}", package.sha256);
-        let listing = ostree(repo, &["cat", &rev, "/files.keel"])?;
+        let handle = self.handle(repo, package)?;
+        // checkout_at wants the commit's checksum, not a ref.
+        let rev = handle
+            .resolve_rev(&cache_ref(&package.sha256), false)
+            .map_err(ostree_err(repo, Some(package), "looking up its commit"))?
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let listing = read_listing(&handle, &rev).map_err(ostree_err(
+            repo,
+            Some(package),
+            "reading its file list",
+        ))?;
         let members = parse_listing(&listing);
         let links = usr_links(&package.arch);
+        let text = |rel: &Path| -> std::io::Result<String> {
+            Ok(String::from_utf8_lossy(&tree.read_or_empty(rel)?).into_owned())
+        };
         let diverted =
-            read_or_empty(&admin.join("diversions")).map_err(io("reading diversions".into()))?;
-        let interests = read_or_empty(&admin.join("triggers/File"))
-            .map_err(io("reading file triggers".into()))?;
-        if !placeable(root, &members, &links, &diverted, &interests) {
+            text(&admin.join("diversions")).map_err(tree_err("reading diversions".into()))?;
+        let interests =
+            text(&admin.join("triggers/File")).map_err(tree_err("reading file triggers".into()))?;
+        if !placeable(&tree, &members, &links, &diverted, &interests) {
             return Ok(false);
         }
 
         let staging =
             tempfile::tempdir_in(repo).map_err(io("creating a staging directory".into()))?;
         let control = staging.path().join("control");
-        let dest = control.display().to_string();
-        ostree(repo, &["checkout", "--subpath=/control", &rev, &dest])?;
+        let staged = std::fs::File::open(staging.path())
+            .map_err(io("opening the staging directory".into()))?;
+        let options = ostree::RepoCheckoutAtOptions {
+            subpath: Some("/control".into()),
+            ..Default::default()
+        };
+        handle
+            .checkout_at(
+                Some(&options),
+                staged.as_raw_fd(),
+                "control",
+                &rev,
+                gio::Cancellable::NONE,
+            )
+            .map_err(ostree_err(
+                repo,
+                Some(package),
+                "checking out its control members",
+            ))?;
         if !harmless_control(&control).map_err(io("reading control members".into()))? {
             return Ok(false);
         }
         let fields = std::fs::read_to_string(control.join("control"))
             .map_err(io(format!("reading the control file of {}", package.name)))?;
-        let root_text = root.display().to_string();
-        ostree(
-            repo,
-            &[
-                "checkout",
-                "--union",
-                "--force-copy",
-                "--subpath=/data",
+        // `placeable` saw every directory the checkout enters as a real directory (or
+        // absent), so libostree's union checkout cannot be led out of the tree by a link.
+        let options = ostree::RepoCheckoutAtOptions {
+            subpath: Some("/data".into()),
+            overwrite_mode: ostree::RepoCheckoutOverwriteMode::UnionFiles,
+            force_copy: true,
+            ..Default::default()
+        };
+        handle
+            .checkout_at(
+                Some(&options),
+                tree.fd().as_raw_fd(),
+                ".",
                 &rev,
-                &root_text,
-            ],
-        )?;
+                gio::Cancellable::NONE,
+            )
+            .map_err(ostree_err(
+                repo,
+                Some(package),
+                "placing its files into the tree",
+            ))?;
 
         let info_name = info_name(&fields, &package.name);
         let info = admin.join("info");
         let list: String = members.iter().map(|m| format!("{}\n", m.path)).collect();
-        std::fs::write(info.join(format!("{info_name}.list")), list)
-            .map_err(io(format!("writing the file list of {}", package.name)))?;
+        tree.write(
+            &info.join(format!("{info_name}.list")),
+            list.as_bytes(),
+            0o644,
+        )
+        .map_err(tree_err(format!(
+            "writing the file list of {}",
+            package.name
+        )))?;
         for member in INFO_MEMBERS {
             let from = control.join(member);
             if from.exists() {
-                std::fs::copy(&from, info.join(format!("{info_name}.{member}")))
-                    .map_err(io(format!("writing the {member} of {}", package.name)))?;
+                let content = std::fs::read(&from)
+                    .map_err(io(format!("reading the {member} of {}", package.name)))?;
+                tree.write(&info.join(format!("{info_name}.{member}")), &content, 0o644)
+                    .map_err(tree_err(format!(
+                        "writing the {member} of {}",
+                        package.name
+                    )))?;
             }
         }
-        append_status(&admin.join("status"), &fields)
-            .map_err(io(format!("adding {} to dpkg's status", package.name)))?;
+        append_status(&tree, &admin.join("status"), &fields).map_err(tree_err(format!(
+            "adding {} to dpkg's status",
+            package.name
+        )))?;
         Ok(true)
     }
 }
 
-fn ostree(repo: &Path, args: &[&str]) -> Result<String, PackageCacheError> {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .map_err(|source| PackageCacheError::Io {
-            repo: repo.to_path_buf(),
-            action: "running ostree (install it through ci/deps)".into(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(PackageCacheError::Ostree {
-            repo: repo.to_path_buf(),
-            command: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+/// The ref a package's cache commit lives on.
+fn cache_ref(sha256: &str) -> String {
+    format!("pkgcache/{sha256}")
+}
+
+fn ostree_err(
+    repo: &Path,
+    package: Option<&ResolvedPackage>,
+    action: &str,
+) -> impl FnOnce(glib::Error) -> PackageCacheError {
+    let (repo, package, action) = (
+        repo.to_path_buf(),
+        package.map(super::describe),
+        action.to_string(),
+    );
+    move |source| PackageCacheError::Ostree {
+        package,
+        repo,
+        action,
+        source,
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Commits the directory `dir` (consuming it: its files move into the repository) on `reference`.
+fn commit_consuming(
+    repo: &ostree::Repo,
+    dir: &std::fs::File,
+    subject: &str,
+    reference: &str,
+) -> Result<(), glib::Error> {
+    let cancellable = gio::Cancellable::NONE;
+    let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::CONSUME, None);
+    repo.prepare_transaction(cancellable)?;
+    let written = (|| -> Result<(), glib::Error> {
+        let mtree = ostree::MutableTree::new();
+        repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)?;
+        let root = repo.write_mtree(&mtree, cancellable)?;
+        let root = root.downcast::<ostree::RepoFile>().map_err(|_| {
+            glib::Error::new(gio::IOErrorEnum::Failed, "write_mtree returned no RepoFile")
+        })?;
+        let commit = repo.write_commit(None, Some(subject), None, None, &root, cancellable)?;
+        repo.transaction_set_ref(None, reference, Some(&commit));
+        repo.commit_transaction(cancellable)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = repo.abort_transaction(cancellable);
+    }
+    written
+}
+
+/// The `files.keel` of a cached package.
+fn read_listing(repo: &ostree::Repo, rev: &str) -> Result<String, glib::Error> {
+    let (root, _) = repo.read_commit(rev, gio::Cancellable::NONE)?;
+    let (bytes, _) = root
+        .child("files.keel")
+        .load_contents(gio::Cancellable::NONE)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn harmless_control(dir: &Path) -> std::io::Result<bool> {
@@ -372,26 +503,19 @@ fn only_activates(triggers: &str) -> bool {
         })
 }
 
-fn journal_pending(updates: &Path) -> std::io::Result<bool> {
-    match std::fs::read_dir(updates) {
-        Ok(entries) => {
-            for entry in entries {
-                if entry?.file_name() != "tmp.i" {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
+fn journal_pending(tree: &TreeDir, updates: &Path) -> std::io::Result<bool> {
+    let dir = match tree.open_dir(updates) {
+        Ok(dir) => dir,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if !matches!(name.as_slice(), b"." | b".." | b"tmp.i") {
+            return Ok(true);
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
     }
-}
-
-fn read_or_empty(path: &Path) -> std::io::Result<String> {
-    match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        other => other,
-    }
+    Ok(false)
 }
 
 /// A tar member name (`./`, `./usr/`, `./usr/bin/x`) as dpkg lists it (`/.`, `/usr`, `/usr/bin/x`).
@@ -432,7 +556,7 @@ fn parse_listing(text: &str) -> Vec<Member> {
 
 /// The soundness checks of the module documentation that depend on the tree.
 fn placeable(
-    root: &Path,
+    tree: &TreeDir,
     members: &[Member],
     links: &[&str],
     diversions: &str,
@@ -460,11 +584,22 @@ fn placeable(
         if triggered {
             return false;
         }
-        match root.join(&path).symlink_metadata() {
-            Err(_) => true,
+        // Every directory the checkout passes through must be a real one: libostree would
+        // follow a link there.
+        let ancestors_are_dirs = Path::new(&path)
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+            .all(|a| matches!(tree.kind(a), Ok(Some(Kind::Dir)) | Ok(None)));
+        if !ancestors_are_dirs {
+            return false;
+        }
+        match tree.kind(Path::new(&path)) {
+            Ok(None) => true,
             // A real directory may be shared; anything else (a file, or a symlink such as
             // /var/run -> /run that a checkout could replace) is left to dpkg.
-            Ok(meta) => m.dir && meta.is_dir(),
+            Ok(Some(kind)) => m.dir && kind == Kind::Dir,
+            Err(_) => false,
         }
     })
 }
@@ -498,8 +633,8 @@ fn status_stanza(control: &str) -> String {
 }
 
 /// Appends a stanza to dpkg's status file, replacing the file by rename.
-fn append_status(status: &Path, control: &str) -> std::io::Result<()> {
-    let mut text = read_or_empty(status)?;
+fn append_status(tree: &TreeDir, status: &Path, control: &str) -> std::io::Result<()> {
+    let mut text = String::from_utf8_lossy(&tree.read_or_empty(status)?).into_owned();
     if !text.is_empty() {
         while text.ends_with("\n\n") {
             text.pop();
@@ -510,121 +645,9 @@ fn append_status(status: &Path, control: &str) -> std::io::Result<()> {
         text.push('\n');
     }
     text.push_str(&status_stanza(control));
-    let temp = status.with_extension("keel-new");
-    std::fs::write(&temp, text)?;
-    std::fs::rename(&temp, status)
+    tree.write_replace(status, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LINKS: &[&str] = &["bin", "sbin", "lib", "lib64"];
-
-    #[test]
-    fn only_non_awaiting_activations_are_harmless() {
-        assert!(only_activates(
-            "# dh_makeshlibs\nactivate-noawait ldconfig\n\n"
-        ));
-        assert!(!only_activates("activate ldconfig\n"));
-        assert!(!only_activates("interest-noawait /usr/share/man\n"));
-        assert!(!only_activates("activate-noawait a b\n"));
-    }
-
-    #[test]
-    fn tar_names_become_dpkg_paths() {
-        assert_eq!(dpkg_path("./"), "/.");
-        assert_eq!(dpkg_path("./usr/"), "/usr");
-        assert_eq!(dpkg_path("./usr/bin/x"), "/usr/bin/x");
-    }
-
-    #[test]
-    fn merged_usr_aliases_are_folded() {
-        assert_eq!(canonical("/bin/sh", LINKS), "usr/bin/sh");
-        assert_eq!(canonical("/lib", LINKS), "usr/lib");
-        assert_eq!(canonical("/usr/bin/sh", LINKS), "usr/bin/sh");
-        assert_eq!(canonical("/binary/x", LINKS), "binary/x");
-        assert_eq!(canonical("/.", LINKS), "");
-    }
-
-    #[test]
-    fn status_gets_an_unpacked_entry_after_the_package_line() {
-        let control = "Package: a\nVersion: 1\nDescription: x\n more\n";
-        assert_eq!(
-            status_stanza(control),
-            "Package: a\nStatus: install ok unpacked\nVersion: 1\nDescription: x\n more\n"
-        );
-    }
-
-    #[test]
-    fn multi_arch_same_packages_get_qualified_info_names() {
-        assert_eq!(
-            info_name("Package: l\nMulti-Arch: same\nArchitecture: amd64\n", "l"),
-            "l:amd64"
-        );
-        assert_eq!(info_name("Package: l\nArchitecture: amd64\n", "l"), "l");
-    }
-
-    #[test]
-    fn appending_keeps_one_blank_line_between_stanzas() {
-        let dir = tempfile::tempdir().unwrap();
-        let status = dir.path().join("status");
-        std::fs::write(&status, "Package: a\nStatus: install ok installed\n\n").unwrap();
-        append_status(&status, "Package: b\nVersion: 1\n").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&status).unwrap(),
-            "Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: install ok unpacked\nVersion: 1\n"
-        );
-    }
-
-    #[test]
-    fn diverted_triggered_or_existing_paths_are_not_placed() {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("usr/share/doc")).unwrap();
-        std::fs::write(root.path().join("usr/share/taken"), "").unwrap();
-        let members = |paths: &[(&str, bool)]| -> Vec<Member> {
-            paths
-                .iter()
-                .map(|(p, d)| Member {
-                    path: p.to_string(),
-                    dir: *d,
-                })
-                .collect()
-        };
-        let ok = members(&[
-            ("/.", true),
-            ("/usr", true),
-            ("/usr/share/doc", true),
-            ("/usr/share/new", false),
-        ]);
-        assert!(placeable(root.path(), &ok, LINKS, "", ""));
-        let taken = members(&[("/usr/share/taken", false)]);
-        assert!(!placeable(root.path(), &taken, LINKS, "", ""));
-        let diverted = members(&[("/bin/x", false)]);
-        assert!(!placeable(
-            root.path(),
-            &diverted,
-            LINKS,
-            "/usr/bin/x\n/usr/bin/x.real\npkg\n",
-            ""
-        ));
-        std::os::unix::fs::symlink("/run", root.path().join("var-run")).unwrap();
-        let through_link = members(&[("/var-run", true), ("/var-run/x", false)]);
-        assert!(!placeable(root.path(), &through_link, LINKS, "", ""));
-        let man = members(&[("/usr/share/man/man1/x.1.gz", false)]);
-        assert!(!placeable(
-            root.path(),
-            &man,
-            LINKS,
-            "",
-            "/usr/share/man man-db/noawait\n"
-        ));
-        assert!(placeable(
-            root.path(),
-            &man,
-            LINKS,
-            "",
-            "/usr/share/mandrake other\n"
-        ));
-    }
-}
+#[path = "pkgcache_tests.rs"]
+mod tests;
