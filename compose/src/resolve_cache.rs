@@ -326,7 +326,7 @@ fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apt::release::{FileEntry, Release};
+    use crate::apt::inrelease::{FileEntry, Release};
     use crate::package::PackageSource;
     use crate::release::lockfile::LockedPackage;
     use std::time::Duration;

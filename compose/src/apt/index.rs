@@ -3,7 +3,7 @@
 //! The decompressed text is cached too, under the hash the Release lists for it.
 
 use super::download;
-use super::release::{FileEntry, Release};
+use super::inrelease::{FileEntry, Release};
 use super::AptError;
 use keel_io::http::HttpError;
 use sha2::{Digest, Sha256};

@@ -6,7 +6,7 @@
 //! repository URL and suite holding `URL SUITE` on the first line and the Date as written
 //! on the second. Written atomically; a file that cannot be read counts as never seen.
 
-use super::{index, release, AptError};
+use super::{index, inrelease, AptError};
 use std::path::{Path, PathBuf};
 
 /// The directory under the index cache (the cache directory's `apt/`, see
@@ -36,7 +36,7 @@ pub fn check_and_record(
     allow_older: bool,
 ) -> Result<(), AptError> {
     let parse = |text: &str| {
-        release::parse_date(text).map_err(|detail| AptError::Parse {
+        inrelease::parse_date(text).map_err(|detail| AptError::Parse {
             file: format!("{url}/dists/{suite}/InRelease"),
             detail: format!("Date {text:?}: {detail}"),
         })
@@ -44,7 +44,7 @@ pub fn check_and_record(
     let new = date.map(parse).transpose()?;
     let last = last_seen(cachedir, url, suite);
     // A record we wrote ourselves that no longer parses is as good as none.
-    let last_date = last.as_deref().and_then(|t| release::parse_date(t).ok());
+    let last_date = last.as_deref().and_then(|t| inrelease::parse_date(t).ok());
     let older = match (last_date, new) {
         (Some(last), Some(new)) => new < last,
         (Some(_), None) => true,

@@ -3,11 +3,11 @@
 
 use super::control;
 pub use super::index_text::{package_from_paragraph, parse_packages, IndexError, ParagraphError};
+use super::inrelease::FileEntry;
 use super::relation::{Group, Relation};
-use super::release::FileEntry;
 use super::sources::{LocalRepo, RepoSpec};
 use super::version::Version;
-use super::{download, index, progress, release, AptError};
+use super::{download, index, inrelease, progress, AptError};
 use crate::package::PackageSource;
 use keel_io::command::CommandExt;
 use std::collections::HashMap;
@@ -171,7 +171,7 @@ pub struct VerifiedSuite {
     pub suite: String,
     /// `URL/dists/SUITE`.
     pub dists: String,
-    pub release: release::Release,
+    pub release: inrelease::Release,
 }
 
 impl VerifiedSuite {
@@ -285,7 +285,7 @@ fn fetch_release(
     dists: &str,
     cachedir: &Path,
     freshness: &Freshness,
-) -> Result<release::Release, AptError> {
+) -> Result<inrelease::Release, AptError> {
     let url = format!("{dists}/InRelease");
     let signed = download::get(&url)?;
     let bad_signature = |detail: String| AptError::BadSignature {
@@ -294,12 +294,12 @@ fn fetch_release(
         keyring: spec.keyring.clone(),
         detail,
     };
-    let text = release::verify(&signed, &spec.keyring).map_err(bad_signature)?;
+    let text = inrelease::verify(&signed, &spec.keyring).map_err(bad_signature)?;
     let text = String::from_utf8(text).map_err(|e| AptError::Parse {
         file: url.clone(),
         detail: e.to_string(),
     })?;
-    let parsed = release::parse(&text).map_err(|detail| AptError::Parse {
+    let parsed = inrelease::parse(&text).map_err(|detail| AptError::Parse {
         file: url.clone(),
         detail,
     })?;

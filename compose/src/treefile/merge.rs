@@ -1,7 +1,7 @@
 //! Merging the files of an include tree into one treefile, then the checks that only make
 //! sense on the whole: required keys, packages both wanted and excluded.
 //!
-//! Rules (layers come in order: included files first, the including file last, on top):
+//! Rules (fragments come in order: included files first, the including file last, on top):
 //! scalars override; lists append and drop repeats, keeping the first position; entries with a
 //! key replace the earlier entry of the same key in place (packages by name, so an upper file
 //! can pin a version; repos and postprocess steps by name; add-files by dest).
@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::error::{Location, TreefileError};
-use super::layer::{Layer, LoadedAddFile, RepoKeys};
+use super::fragment::{Fragment, LoadedAddFile, RepoKeys};
 use super::{Initramfs, PasswdPolicy, Postprocess, Repo, RepoLayer, Treefile};
 
 /// dracut modules of the fast configuration measured in DESIGN.md.
@@ -41,7 +41,10 @@ pub type FileData = (u32, Vec<u8>);
 
 /// The merged treefile (with `canonical` and `hash` still empty) and the add-files data, in
 /// the order of `add_files`.
-pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>), TreefileError> {
+pub fn merge(
+    top: &Path,
+    fragments: Vec<Fragment>,
+) -> Result<(Treefile, Vec<FileData>), TreefileError> {
     let mut reference = None;
     let mut automatic_version_prefix = None;
     let mut repos: Vec<(Repo, RepoKeys)> = Vec::new();
@@ -59,29 +62,33 @@ pub fn merge(top: &Path, layers: Vec<Layer>) -> Result<(Treefile, Vec<FileData>)
     let mut passwd_check = true;
     let mut static_deltas = DEFAULT_STATIC_DELTAS;
 
-    for layer in layers {
-        override_with(&mut reference, layer.reference);
+    for fragment in fragments {
+        override_with(&mut reference, fragment.reference);
         override_with(
             &mut automatic_version_prefix,
-            layer.automatic_version_prefix,
+            fragment.automatic_version_prefix,
         );
-        override_with(&mut default_target, layer.default_target);
-        override_with(&mut compress, layer.initramfs_compress);
-        recommends = layer.recommends.unwrap_or(recommends);
-        passwd_check = layer.passwd_check.unwrap_or(passwd_check);
-        static_deltas = layer.static_deltas.unwrap_or(static_deltas);
-        merge_keyed(&mut repos, layer.repos, |(r, _)| r.name().to_string());
-        merge_keyed(&mut packages, layer.packages, |p| {
+        override_with(&mut default_target, fragment.default_target);
+        override_with(&mut compress, fragment.initramfs_compress);
+        recommends = fragment.recommends.unwrap_or(recommends);
+        passwd_check = fragment.passwd_check.unwrap_or(passwd_check);
+        static_deltas = fragment.static_deltas.unwrap_or(static_deltas);
+        merge_keyed(&mut repos, fragment.repos, |(r, _)| r.name().to_string());
+        merge_keyed(&mut packages, fragment.packages, |p| {
             package_name(p).to_string()
         });
-        merge_keyed(&mut exclude_packages, layer.exclude_packages, Clone::clone);
-        merge_keyed(&mut units, layer.units, Clone::clone);
-        merge_keyed(&mut add_files, layer.add_files, |a| a.file.dest.clone());
-        merge_keyed(&mut remove_files, layer.remove_files, Clone::clone);
-        merge_keyed(&mut postprocess, layer.postprocess, |p| p.name.clone());
+        merge_keyed(
+            &mut exclude_packages,
+            fragment.exclude_packages,
+            Clone::clone,
+        );
+        merge_keyed(&mut units, fragment.units, Clone::clone);
+        merge_keyed(&mut add_files, fragment.add_files, |a| a.file.dest.clone());
+        merge_keyed(&mut remove_files, fragment.remove_files, Clone::clone);
+        merge_keyed(&mut postprocess, fragment.postprocess, |p| p.name.clone());
         for (merged, list) in [
-            (&mut modules, layer.initramfs_modules),
-            (&mut drivers, layer.initramfs_drivers),
+            (&mut modules, fragment.initramfs_modules),
+            (&mut drivers, fragment.initramfs_drivers),
         ] {
             if let Some(list) = list {
                 merge_keyed(merged.get_or_insert_with(Vec::new), list, Clone::clone);

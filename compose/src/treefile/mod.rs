@@ -3,7 +3,7 @@
 //! describes every key.
 //!
 //! [`load`] parses each file (unknown keys and wrong types are errors with file and line),
-//! checks it on its own and resolves its relative paths ([`layer`]), follows `include`s
+//! checks it on its own and resolves its relative paths ([`fragment`]), follows `include`s
 //! depth-first (a cycle is an error naming the chain), merges the files ([`merge`]) and
 //! renders the result as canonical TOML with a hash over every input ([`canonical`]).
 
@@ -11,7 +11,7 @@
 mod base_system_tests;
 mod canonical;
 mod error;
-mod layer;
+mod fragment;
 mod merge;
 mod raw;
 mod syntax;
@@ -195,9 +195,9 @@ pub struct PasswdPolicy {
 
 /// Reads the treefile at `path`, follows its includes, merges and validates them.
 pub fn load(path: &Path) -> Result<Treefile, TreefileError> {
-    let mut layers = Vec::new();
-    collect(path, &mut Vec::new(), &mut layers)?;
-    let (mut treefile, contents) = merge::merge(path, layers)?;
+    let mut fragments = Vec::new();
+    collect(path, &mut Vec::new(), &mut fragments)?;
+    let (mut treefile, contents) = merge::merge(path, fragments)?;
     let base = absolute_dir(path)?;
     treefile.canonical = canonical::render(&treefile, &base);
     let add_files: Vec<canonical::HashedFile> = treefile
@@ -215,12 +215,12 @@ pub fn load(path: &Path) -> Result<Treefile, TreefileError> {
 }
 
 /// Loads `file` and, before it, everything it includes (depth-first, in order), appending one
-/// layer per file to `layers`. `stack` holds the chain of including files (canonical path,
+/// fragment per file to `fragments`. `stack` holds the chain of including files (canonical path,
 /// displayed path) to detect cycles.
 fn collect(
     file: &Path,
     stack: &mut Vec<(PathBuf, PathBuf)>,
-    layers: &mut Vec<layer::Layer>,
+    fragments: &mut Vec<fragment::Fragment>,
 ) -> Result<(), TreefileError> {
     let read_error = |source| TreefileError::Read {
         path: file.to_path_buf(),
@@ -236,19 +236,19 @@ fn collect(
         return Err(TreefileError::IncludeCycle { chain });
     }
     let source = std::fs::read_to_string(file).map_err(read_error)?;
-    let (includes, raw) = layer::parse(file, &source)?;
+    let (includes, raw) = fragment::parse(file, &source)?;
     let shown_dir = file.parent().unwrap_or(Path::new(""));
     stack.push((real.clone(), file.to_path_buf()));
     for include in includes {
-        collect(&shown_dir.join(include), stack, layers)?;
+        collect(&shown_dir.join(include), stack, fragments)?;
     }
     stack.pop();
     let dir = real.parent().unwrap_or(Path::new("/"));
-    layers.push(layer::resolve(file, dir, &source, raw)?);
+    fragments.push(fragment::resolve(file, dir, &source, raw)?);
     Ok(())
 }
 
-/// The absolute directory holding `path` (symlinks resolved, like the paths in the layers).
+/// The absolute directory holding `path` (symlinks resolved, like the paths in the fragments).
 fn absolute_dir(path: &Path) -> Result<PathBuf, TreefileError> {
     let real = std::fs::canonicalize(path).map_err(|source| TreefileError::Read {
         path: path.to_path_buf(),

@@ -1,26 +1,13 @@
 //! Pure syntax checks for treefile values: ostree refs, package specs, unit names, tree paths.
 //! Each returns `Err(reason)` with a sentence the caller puts after the file, line and key.
 
-/// An ostree ref: fragments of `[A-Za-z0-9_][-._A-Za-z0-9]*` joined by `/`
-/// (ostree's `OSTREE_REF_REGEXP` without the `remote:` prefix).
+/// An ostree ref, as [`keel_common::ostree_ref::OstreeRef`] parses it (the one grammar the
+/// composer, the image builder and the host share).
 pub fn check_ref(reference: &str) -> Result<(), String> {
-    if reference.is_empty() {
-        return Err("a ref must not be empty; write e.g. \"keel/bookworm/x86_64/host\"".into());
-    }
-    for fragment in reference.split('/') {
-        let mut chars = fragment.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
-        if !first_ok || !rest_ok {
-            return Err(format!(
-                "`{reference}` is not a valid ostree ref: each `/`-separated part must start with \
-                 a letter, digit or `_` and hold only letters, digits, `-`, `.` and `_`"
-            ));
-        }
-    }
-    Ok(())
+    reference
+        .parse::<keel_common::ostree_ref::OstreeRef>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// A Debian package name: `[a-z0-9][a-z0-9+.-]+` (Debian policy 5.6.1).

@@ -30,7 +30,7 @@ pub struct RepoKeys {
 
 /// What one file contributes to the merged treefile. `None` and empty lists contribute nothing.
 #[derive(Debug, Default)]
-pub struct Layer {
+pub struct Fragment {
     pub reference: Option<String>,
     pub automatic_version_prefix: Option<String>,
     /// Each repo with its `layer` and `base-system` keys, if set.
@@ -70,21 +70,21 @@ pub fn resolve(
     dir: &Path,
     source: &str,
     raw: RawTreefile,
-) -> Result<Layer, TreefileError> {
+) -> Result<Fragment, TreefileError> {
     let cx = Context { file, dir, source };
-    let mut layer = Layer {
+    let mut fragment = Fragment {
         recommends: raw.recommends,
         static_deltas: raw.static_deltas,
         passwd_check: raw.passwd.and_then(|p| p.check),
-        ..Layer::default()
+        ..Fragment::default()
     };
     if let Some(reference) = raw.reference {
         cx.check(&reference, "ref", syntax::check_ref)?;
-        layer.reference = Some(reference.into_inner());
+        fragment.reference = Some(reference.into_inner());
     }
     if let Some(prefix) = raw.automatic_version_prefix {
         cx.check(&prefix, "automatic-version-prefix", check_version_prefix)?;
-        layer.automatic_version_prefix = Some(prefix.into_inner());
+        fragment.automatic_version_prefix = Some(prefix.into_inner());
     }
     let mut seen = HashSet::new();
     for spec in raw.packages.unwrap_or_default() {
@@ -98,15 +98,15 @@ pub fn resolve(
                 format!("package `{name}` is listed twice in this file; keep one entry"),
             ));
         }
-        layer.packages.push(spec.into_inner());
+        fragment.packages.push(spec.into_inner());
     }
     for name in raw.exclude_packages.unwrap_or_default() {
         cx.check(&name, "exclude-packages", syntax::check_package_name)?;
-        layer.exclude_packages.push(name.into_inner());
+        fragment.exclude_packages.push(name.into_inner());
     }
     for unit in raw.units.unwrap_or_default() {
         cx.check(&unit, "units", syntax::check_unit)?;
-        layer.units.push(unit.into_inner());
+        fragment.units.push(unit.into_inner());
     }
     if let Some(target) = raw.default_target {
         cx.check(&target, "default-target", |t| {
@@ -116,11 +116,11 @@ pub fn resolve(
                 false => Err(format!("`{t}` is not a .target unit")),
             }
         })?;
-        layer.default_target = Some(target.into_inner());
+        fragment.default_target = Some(target.into_inner());
     }
     for path in raw.remove_files.unwrap_or_default() {
         cx.check(&path, "remove-files", syntax::check_remove_path)?;
-        layer.remove_files.push(path.into_inner());
+        fragment.remove_files.push(path.into_inner());
     }
     let mut names = HashSet::new();
     for repo in raw.repos.unwrap_or_default() {
@@ -154,7 +154,7 @@ pub fn resolve(
                 format!("two repos are named `{name}` in this file; give each its own name"),
             ));
         }
-        layer.repos.push((
+        fragment.repos.push((
             repo,
             RepoKeys {
                 layer: repo_layer,
@@ -176,7 +176,7 @@ pub fn resolve(
                 ),
             ));
         }
-        layer.add_files.push(add);
+        fragment.add_files.push(add);
     }
     let mut steps = HashSet::new();
     for step in raw.postprocess.unwrap_or_default() {
@@ -189,19 +189,19 @@ pub fn resolve(
                 format!("two steps are named `{}` in this file", step.name),
             ));
         }
-        layer.postprocess.push(step);
+        fragment.postprocess.push(step);
     }
     if let Some(initramfs) = raw.initramfs {
         for (key, names, out) in [
             (
                 "initramfs.modules",
                 initramfs.modules,
-                &mut layer.initramfs_modules,
+                &mut fragment.initramfs_modules,
             ),
             (
                 "initramfs.drivers",
                 initramfs.drivers,
-                &mut layer.initramfs_drivers,
+                &mut fragment.initramfs_drivers,
             ),
         ] {
             let Some(names) = names else { continue };
@@ -219,10 +219,10 @@ pub fn resolve(
                     false => Ok(()),
                 }
             })?;
-            layer.initramfs_compress = Some(compress.into_inner());
+            fragment.initramfs_compress = Some(compress.into_inner());
         }
     }
-    Ok(layer)
+    Ok(fragment)
 }
 
 /// `automatic-version-prefix`: non-empty, no whitespace, `<...>` placeholders closed.
