@@ -7,18 +7,20 @@
 //! the whole commit arrived.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_common::cancel::Cancel;
 use keel_common::ostree_ref::OstreeRef;
 use keel_common::progress::Progress;
+use keel_io::http::{Client, Proxies, Settings};
 use ostree::{gio, glib};
 use serde::Serialize;
 
 use crate::config::{self, RemoteConfig};
 use crate::delta;
 use crate::host::{cancellable, Host};
-use crate::pull::{self, PullRequest, PullStats, RemoteFiles};
+use crate::pull::{self, explain_fetch, PullRequest, PullStats, RemoteFiles};
 use crate::verify::{self, CommitInfo, Policy};
 
 /// How far to go once an update is found.
@@ -39,7 +41,13 @@ pub struct Request {
     /// `Some(ref)` for a rebase onto another ref of the configured remote.
     pub rebase_to: Option<OstreeRef>,
     pub mode: Mode,
+    /// Tries after the first for each file (ours and libostree's pull).
     pub network_retries: u32,
+    /// How long a download may go without receiving data (per read, not per file: a slow but
+    /// moving link finishes).
+    pub read_timeout: Duration,
+    /// The most a static delta may download; a bigger one is refused for an object pull.
+    pub max_delta_bytes: u64,
 }
 
 impl Request {
@@ -48,6 +56,8 @@ impl Request {
             rebase_to: None,
             mode,
             network_retries: 5,
+            read_timeout: Settings::default().read_timeout,
+            max_delta_bytes: delta::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -109,13 +119,22 @@ pub struct Report {
 
 /// Runs the pipeline on `host`. `progress` sees each phase and the bytes and objects (or delta
 /// parts) received; cancelling `cancel` (Ctrl-C) stops the pull, keeping what arrived for the
-/// next run.
+/// next run. Unless only checking, the sysroot lock is held from before the running commit is
+/// read until the deployment is written, so a second keel waits and then finds the work done.
 pub fn run(
     host: &Host,
     request: &Request,
     cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Result<Report> {
+    let _lock = match request.mode {
+        Mode::Check => None,
+        Mode::DownloadOnly | Mode::Deploy => {
+            let lock = host.lock(cancel, progress)?;
+            host.reload()?;
+            Some(lock)
+        }
+    };
     progress.phase("check");
     let root = host.config_root();
     let remote = configured_remote(&root)?;
@@ -131,10 +150,19 @@ pub fn run(
             remote.name
         )
     })?;
-    let files = RemoteFiles::new(&url);
+    let settings = Settings {
+        read_timeout: request.read_timeout,
+        attempts: request.network_retries.saturating_add(1),
+        ..Settings::default()
+    };
+    let client = Client::new(settings, Proxies::from_env())?;
+    let files = RemoteFiles::new(&url, &client, cancel);
 
     let current = current_commit(host)?;
-    let (summary, summary_sig) = files.summary().context("fetching the remote's summary")?;
+    let (summary, summary_sig) = files
+        .summary()
+        .map_err(explain_fetch)
+        .context("fetching the remote's summary")?;
     verify::verify_summary(&summary, summary_sig.as_deref(), &trusted, &revoked)?;
     let new_checksum = pull::resolve_ref(&files, &summary, reference.as_str())?;
 
@@ -146,6 +174,7 @@ pub fn run(
 
     let (bytes, detached) = files
         .commit(&new_checksum)
+        .map_err(explain_fetch)
         .with_context(|| format!("fetching commit {new_checksum} of {reference}"))?;
     let policy = Policy {
         trusted: &trusted,
@@ -160,9 +189,20 @@ pub fn run(
     let complete = have_complete_commit(&repo, &new_checksum);
     let delta_size = match &current {
         Some(c) if !up_to_date && !complete => {
-            delta::download_size(&files, &c.checksum, &new_checksum)
-                .ok()
-                .flatten()
+            match delta::download_size(&files, &c.checksum, &new_checksum, request.max_delta_bytes)
+            {
+                Ok(size) => size,
+                Err(e) => {
+                    // A pull says so when it gives the delta up.
+                    if request.mode == Mode::Check {
+                        progress.warning(&format!(
+                            "the static delta is unusable ({e}); the update would be fetched \
+                             object by object"
+                        ));
+                    }
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -193,20 +233,45 @@ pub fn run(
     let cancellable = cancellable(cancel);
     let repo_path = host.path().join("ostree/repo");
     let from = current.as_ref().map(|c| c.checksum.clone());
-    let via_delta = match from {
+    let mut delta_failed = false;
+    let via_delta = match &from {
         Some(from) if !complete => {
-            fetch_and_apply_delta(&repo, &files, &from, &new_checksum, progress, &cancellable)
-                .map_err(|e| {
-                    let hint = if is_out_of_space(&format!("{e:#}")) {
-                        format!(" ({})", out_of_space_hint(&repo_path))
+            let fetched = fetch_and_apply_delta(
+                &repo,
+                &files,
+                from,
+                &new_checksum,
+                request.max_delta_bytes,
+                progress,
+                &cancellable,
+            );
+            match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    let hint = if cancel.is_cancelled() {
+                        "interrupted; the delta parts downloaded so far are kept, run the command \
+                         again to resume"
+                            .to_string()
+                    } else if is_out_of_space(&text) {
+                        out_of_space_hint(&repo_path)
                     } else {
+                        progress.warning(&format!(
+                            "the static delta {from} -> {new_checksum} failed ({text}); \
+                             fetching the update object by object instead"
+                        ));
+                        delta_failed = true;
                         String::new()
                     };
-                    e.context(format!(
-                        "applying the static delta to {new_checksum} for {reference} failed; \
-                 nothing was deployed and the ref did not move{hint}"
-                    ))
-                })?
+                    if !hint.is_empty() {
+                        return Err(e.context(format!(
+                            "applying the static delta to {new_checksum} for {reference} failed; \
+                             nothing was deployed and the ref did not move ({hint})"
+                        )));
+                    }
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -215,9 +280,17 @@ pub fn run(
         reference: reference.as_str(),
         checksum: &new_checksum,
         network_retries: request.network_retries,
+        disable_static_deltas: delta_failed,
     };
     let mut stats = pull::pull_content(&repo, &pull_request, cancel, progress)
         .map_err(|e| explain_pull_error(e, &repo_path, reference.as_str(), &new_checksum))?;
+    // What a delta that failed (and was replaced by the object pull) left behind.
+    if let Some(dir) = from
+        .as_deref()
+        .and_then(|from| delta::cache_dir(&repo, from, &new_checksum))
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     if let Some(fetched) = via_delta {
         stats.used_delta = true;
         stats.progress.bytes_transferred += fetched.bytes;
@@ -290,11 +363,13 @@ fn have_complete_commit(repo: &ostree::Repo, checksum: &str) -> bool {
 
 /// Downloads and applies the static delta `from` -> `to` when the remote publishes one (see
 /// `delta` for why we do not leave this to libostree's pull). `None` when there is none.
+/// Parts downloaded stay for the next run when the apply is interrupted.
 fn fetch_and_apply_delta(
     repo: &ostree::Repo,
     files: &RemoteFiles,
     from: &str,
     to: &str,
+    max_bytes: u64,
     progress: &dyn Progress,
     cancellable: &gio::Cancellable,
 ) -> Result<Option<delta::Downloaded>> {
@@ -306,14 +381,27 @@ fn fetch_and_apply_delta(
         progress.bytes(bytes, None);
         progress.items(done as u64, Some(total as u64));
     };
-    let Some(downloaded) = delta::download(files, from, to, &dir, cancellable, &report)? else {
+    let Some(downloaded) = delta::download(files, from, to, max_bytes, &dir, &report)? else {
         return Ok(None);
     };
-    let applied = delta::apply(repo, &dir, cancellable);
-    // Applied, or damaged beyond what the part checksums caught: either way start afresh.
-    let _ = std::fs::remove_dir_all(&dir);
-    applied.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    Ok(Some(downloaded))
+    progress.phase("apply");
+    match delta::apply(repo, &dir, cancellable) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(Some(downloaded))
+        }
+        Err(e)
+            if e.matches(gio::IOErrorEnum::Cancelled)
+                || gio::prelude::CancellableExt::is_cancelled(cancellable) =>
+        {
+            Err(anyhow::anyhow!("{}", e.message()))
+        }
+        Err(e) => {
+            // Damaged beyond what the part checksums caught: start afresh next time.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(anyhow::anyhow!("{}", e.message()))
+        }
+    }
 }
 
 /// Turns libostree's pull error into one that says what happened to the host and what to do.
