@@ -7,8 +7,11 @@
 //! superblock lists, and handing the directory to `static_delta_execute_offline` avoids that;
 //! the pull that follows finds the commit complete and only moves the ref.
 //!
-//! Parts already downloaded with the right checksum are kept between runs, so an interrupted
-//! download resumes.
+//! Parts already downloaded with the right checksum are kept between runs, and a part cut off
+//! half-way (`N.part`) is continued with a `Range` request (keel-io's resumable download,
+//! checked against the superblock's sha256), so an interrupted download resumes. A superblock
+//! is used only when it is for exactly the verified update (its from and to) and its parts add
+//! up to no more than the caller's cap; `upgrade` falls back to an object pull otherwise.
 
 use std::path::{Path, PathBuf};
 

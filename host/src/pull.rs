@@ -1,7 +1,8 @@
 //! Talking to the remote: what we read ourselves before trusting anything (the summary and its
 //! signature, one commit object with its detached metadata, a static delta's superblock for
 //! its size), and the content pull itself, which is libostree's (static delta first, objects
-//! otherwise), with progress and cancellation.
+//! otherwise), with progress and cancellation. Every file we read ourselves goes through
+//! keel-io's HTTP client (`file://` remotes included).
 //!
 //! Nothing fetched by [`RemoteFiles`] is written to the repo: a commit is checked in memory, and
 //! only a verified checksum is handed to [`pull_content`].
