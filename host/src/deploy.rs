@@ -2,10 +2,12 @@
 //! older version on purpose.
 
 use crate::host::Host;
-use crate::verify::{format_time, parse_commit, CommitInfo};
+use crate::keys;
+use crate::verify::{format_time, parse_commit, verify_commit, CommitInfo, Policy};
 use anyhow::{bail, Context, Result};
 use keel_common::cancel::Cancel;
 use keel_common::progress::Progress;
+use ostree::gio;
 
 /// Finds `target` and deploys it over the followed ref; returns the commit deployed.
 pub fn deploy(
@@ -39,8 +41,37 @@ pub fn deploy(
             format_time(current.timestamp)
         );
     }
+    check_signature(host, &found, &refspec)?;
     host.deploy(&found.checksum, &refspec, None, cancel, progress)?;
     Ok(found)
+}
+
+/// Checks again, on the copy in the local repo, what `keel upgrade` checked when the commit
+/// arrived: a valid signature from a key trusted (and not revoked) now, and a ref binding
+/// naming the followed ref. A key revoked since, or a commit that reached the repo another
+/// way, is refused here.
+fn check_signature(host: &Host, commit: &CommitInfo, refspec: &str) -> Result<()> {
+    let checksum = &commit.checksum;
+    let repo = host.repo();
+    let bytes = repo
+        .load_variant(ostree::ObjectType::Commit, checksum)
+        .with_context(|| format!("loading commit {checksum}"))?
+        .data_as_bytes();
+    let detached = repo
+        .read_commit_detached_metadata(checksum, gio::Cancellable::NONE)
+        .with_context(|| format!("reading the detached metadata of commit {checksum}"))?;
+    let (trusted, revoked) = keys::trusted_keys(&host.config_root())?;
+    let followed = refspec.split_once(':').map_or(refspec, |(_, r)| r);
+    let policy = Policy {
+        trusted: &trusted,
+        revoked: &revoked,
+        followed_ref: followed,
+        not_older_than: None,
+        allow_downgrade: true,
+    };
+    verify_commit(checksum, &bytes, detached.as_ref(), &policy)
+        .with_context(|| format!("not deploying {checksum}; nothing was changed"))?;
+    Ok(())
 }
 
 /// Commits reachable from the followed ref (through parents present locally), then those of

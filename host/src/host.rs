@@ -5,10 +5,13 @@
 use crate::etc_plan::{self, EtcPlan};
 use anyhow::{bail, Context, Result};
 use keel_common::cancel::Cancel;
-use keel_common::progress::Progress;
+use keel_common::progress::{Discard, Progress};
+use keel_io::command::CommandExt;
 use ostree::gio::{self, prelude::*};
 use ostree::glib;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 /// The origin file key that pins a deployment to one commit of its ref (as rpm-ostree does):
 /// the refspec stays, so the next upgrade follows the ref again.
@@ -19,14 +22,22 @@ pub struct Host {
     path: PathBuf,
     osname: String,
     booted: bool,
+    /// How many [`SysrootLock`]s of this handle are alive (the lock is taken once).
+    lock_depth: AtomicU32,
 }
 
-/// Holds the sysroot lock; released on drop.
-struct Lock<'a>(&'a ostree::Sysroot);
+/// Holds the sysroot lock (libostree's `ostree/lock`) for one [`Host`]; released when the last
+/// guard of that host is dropped. Taking it again through the same host while it is held
+/// (an upgrade that deploys) does not wait.
+pub struct SysrootLock<'a> {
+    host: &'a Host,
+}
 
-impl Drop for Lock<'_> {
+impl Drop for SysrootLock<'_> {
     fn drop(&mut self) {
-        self.0.unlock();
+        if self.host.lock_depth.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.host.sysroot.unlock();
+        }
     }
 }
 
@@ -55,6 +66,7 @@ impl Host {
             path,
             osname,
             booted,
+            lock_depth: AtomicU32::new(0),
         })
     }
 
@@ -243,7 +255,7 @@ impl Host {
     ) -> Result<()> {
         cancel.check()?;
         progress.phase("deploy");
-        let _lock = self.lock()?;
+        let _lock = self.lock(cancel, progress)?;
         self.reload()?;
         let plan = self.etc_plan_for_commit(checksum)?;
         if let Some(conflict) = plan.conflicts.first() {
@@ -308,7 +320,7 @@ impl Host {
     /// Writes a new deployment list (boot order), e.g. reordered for a rollback, then removes
     /// what the old list alone used; returns the bytes freed in the repo.
     pub fn write_deployments(&self, deployments: &[ostree::Deployment]) -> Result<u64> {
-        let _lock = self.lock()?;
+        let _lock = self.lock(&Cancel::new(), &Discard)?;
         let opts = ostree::SysrootWriteDeploymentsOpts {
             do_postclean: false,
         };
@@ -321,7 +333,7 @@ impl Host {
     }
 
     pub fn set_pinned(&self, deployment: &ostree::Deployment, pinned: bool) -> Result<()> {
-        let _lock = self.lock()?;
+        let _lock = self.lock(&Cancel::new(), &Discard)?;
         self.sysroot
             .deployment_set_pinned(deployment, pinned)
             .with_context(|| format!("setting pinned={pinned} on {}", deployment.csum()))?;
@@ -331,7 +343,7 @@ impl Host {
     /// Removes unreferenced deployment directories, boot files and repo objects; returns the
     /// bytes freed in the repo.
     pub fn cleanup(&self) -> Result<u64> {
-        let _lock = self.lock()?;
+        let _lock = self.lock(&Cancel::new(), &Discard)?;
         let freed = self.cleanup_locked()?;
         self.reload()?;
         Ok(freed)
@@ -351,14 +363,113 @@ impl Host {
         Ok(freed)
     }
 
-    fn lock(&self) -> Result<Lock<'_>> {
-        self.sysroot.lock().with_context(|| {
-            format!(
-                "locking the sysroot at {} (another keel or ostree command may be running)",
-                self.path.display()
-            )
-        })?;
-        Ok(Lock(&self.sysroot))
+    /// Takes the sysroot lock, so that no other keel (or ostree) process changes the sysroot
+    /// until the guard is dropped. While another process holds it this waits, says once
+    /// through `progress` who holds it (when keel recorded it), and stops when `cancel` is
+    /// triggered.
+    pub fn lock(&self, cancel: &Cancel, progress: &dyn Progress) -> Result<SysrootLock<'_>> {
+        if self.lock_depth.load(Ordering::SeqCst) == 0 {
+            let mut told = false;
+            loop {
+                let acquired = self
+                    .sysroot
+                    .try_lock()
+                    .with_context(|| format!("locking the sysroot at {}", self.path.display()))?;
+                if acquired {
+                    break;
+                }
+                if cancel.is_cancelled() {
+                    bail!(
+                        "interrupted while waiting for the sysroot lock at {}; nothing was changed",
+                        self.path.display()
+                    );
+                }
+                if !told {
+                    progress.message(&format!(
+                        "waiting for the sysroot lock at {}, {}",
+                        self.path.display(),
+                        lock_holder::describe(&self.lock_file())
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            lock_holder::record(&self.lock_file());
+        }
+        self.lock_depth.fetch_add(1, Ordering::SeqCst);
+        Ok(SysrootLock { host: self })
+    }
+
+    /// libostree's lock file, which also holds what keel wrote about its holder.
+    fn lock_file(&self) -> PathBuf {
+        self.path.join("ostree/lock")
+    }
+}
+
+/// Who holds the sysroot lock, recorded in libostree's lock file itself by the keel process
+/// that took it. libostree removes that file when the lock is released, so what a waiter
+/// reads is the current holder's; a holder that died leaves a note naming a process that is
+/// gone, which reads as unknown.
+mod lock_holder {
+    use std::path::Path;
+
+    /// Writes this process's id and command line into the lock file (best effort: a note
+    /// that cannot be written only makes the holder unknown to waiters).
+    pub fn record(lock_file: &Path) {
+        let command: Vec<String> = std::env::args().collect();
+        let mut command = command.join(" ");
+        command.truncate(200);
+        let since = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC");
+        let note = format!(
+            "pid={}\ncommand={command}\nsince={since}\n",
+            std::process::id()
+        );
+        let _ = std::fs::write(lock_file, note);
+    }
+
+    /// `held by pid 12 (`keel upgrade`) since ...`, or that the holder is unknown.
+    pub fn describe(lock_file: &Path) -> String {
+        let note = std::fs::read_to_string(lock_file).unwrap_or_default();
+        match parse(&note) {
+            Some((pid, command, since)) if Path::new(&format!("/proc/{pid}")).exists() => {
+                format!("held by process {pid} (`{command}`) since {since}")
+            }
+            _ => "held by another process (not one keel recorded; an `ostree admin` command?)"
+                .to_string(),
+        }
+    }
+
+    fn parse(note: &str) -> Option<(u32, &str, &str)> {
+        let field = |key: &str| {
+            note.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        };
+        Some((
+            field("pid")?.parse().ok()?,
+            field("command")?,
+            field("since")?,
+        ))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_recorded_live_holder_is_named_and_a_dead_or_unknown_one_is_not() {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("lock");
+            std::fs::write(&file, "").unwrap();
+            assert!(describe(&file).contains("not one keel recorded"));
+            record(&file);
+            let text = describe(&file);
+            assert!(
+                text.starts_with(&format!("held by process {} (`", std::process::id())),
+                "{text}"
+            );
+            std::fs::write(&file, "pid=999999999\ncommand=keel upgrade\nsince=x\n").unwrap();
+            assert!(describe(&file).contains("not one keel recorded"));
+        }
     }
 }
 
@@ -389,13 +500,10 @@ pub fn reboot(host: &Host, what: &str) -> Result<()> {
             host.path().display()
         );
     }
-    let status = std::process::Command::new("systemctl")
+    std::process::Command::new("systemctl")
         .arg("reboot")
-        .status()
-        .context("running `systemctl reboot`")?;
-    if !status.success() {
-        bail!("`systemctl reboot` failed ({status}); {what} takes effect at the next boot");
-    }
+        .run()
+        .with_context(|| format!("rebooting failed; {what} takes effect at the next boot"))?;
     Ok(())
 }
 

@@ -1,72 +1,42 @@
 //! Talking to the remote: what we read ourselves before trusting anything (the summary and its
 //! signature, one commit object with its detached metadata, a static delta's superblock for
 //! its size), and the content pull itself, which is libostree's (static delta first, objects
-//! otherwise), with progress and cancellation.
+//! otherwise), with progress and cancellation. Every file we read ourselves goes through
+//! keel-io's HTTP client (`file://` remotes included).
 //!
 //! Nothing fetched by [`RemoteFiles`] is written to the repo: a commit is checked in memory, and
 //! only a verified checksum is handed to [`pull_content`].
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use anyhow::{Context, Result};
 use keel_common::cancel::Cancel;
-use keel_common::progress::Progress;
+use keel_common::progress::{Discard, Progress};
+use keel_io::http::{Client, Download, Downloaded, HttpError, Limits};
 use ostree::gio::prelude::*;
-use ostree::{gio, glib};
+use ostree::glib;
 
 use crate::host::cancellable;
 
 /// The biggest metadata file we read into memory (ostree's own limit for metadata is 10 MB).
 const MAX_METADATA: u64 = 10 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("{url}: the remote answered HTTP {status}; check the remote URL (`keel remote show`) and that the ref is published")]
-    Status { url: String, status: u16 },
-    #[error("{url}: cannot reach the remote ({reason}); check the network and retry")]
-    Transport { url: String, reason: String },
-    #[error("{url}: bigger than {MAX_METADATA} bytes, refusing to read it")]
-    TooBig { url: String },
-    #[error("{url}: {reason}")]
-    Local { url: String, reason: String },
-    #[error("{url}: not a valid {what} ({reason})")]
-    Malformed {
-        url: String,
-        what: &'static str,
-        reason: String,
-    },
-    #[error("interrupted; what arrived is kept, run the command again to resume")]
-    Cancelled,
-    #[error("{url}: its sha256 is {actual}, the delta's superblock says {expected}; the server sent a damaged file")]
-    Corrupt {
-        url: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("the remote's summary lists no ref {reference}; published refs: {available}")]
-    NoSuchRef {
-        reference: String,
-        available: String,
-    },
-}
-
-/// Reads files of an ostree archive repo published at `url` (http, https or file).
-pub struct RemoteFiles {
+/// Reads files of an ostree archive repo published at `url` (http, https or file) through
+/// keel-io's client: a timeout per read, retries, `file://` from disk, size caps.
+pub struct RemoteFiles<'a> {
     base: String,
-    agent: ureq::Agent,
+    client: &'a Client,
+    cancel: &'a Cancel,
 }
 
-impl RemoteFiles {
-    pub fn new(url: &str) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(20))
-            .timeout(Duration::from_secs(120))
-            .build();
+impl<'a> RemoteFiles<'a> {
+    pub fn new(url: &str, client: &'a Client, cancel: &'a Cancel) -> Self {
         Self {
             base: url.trim_end_matches('/').to_string(),
-            agent,
+            client,
+            cancel,
         }
     }
 
@@ -75,59 +45,30 @@ impl RemoteFiles {
     }
 
     /// The file's bytes, or `None` when the remote has no such file (HTTP 404).
-    pub fn get_optional(&self, path: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        let url = self.url(path);
-        if let Some(local) = url.strip_prefix("file://") {
-            return match std::fs::read(local) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(FetchError::Local {
-                    url,
-                    reason: e.to_string(),
-                }),
-            };
-        }
-        let response = match self.agent.get(&url).call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(404, _)) => return Ok(None),
-            Err(ureq::Error::Status(status, _)) => return Err(FetchError::Status { url, status }),
-            Err(e) => {
-                return Err(FetchError::Transport {
-                    url,
-                    reason: e.to_string(),
-                })
-            }
-        };
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_METADATA + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| FetchError::Transport {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if body.len() as u64 > MAX_METADATA {
-            return Err(FetchError::TooBig { url });
-        }
-        Ok(Some(body))
+    pub fn get_optional(&self, path: &str) -> Result<Option<Vec<u8>>, HttpError> {
+        self.client.get_optional(
+            &self.url(path),
+            Limits::max_bytes(MAX_METADATA),
+            self.cancel,
+        )
     }
 
     /// The file's bytes; a missing file is an error naming the URL.
-    pub fn get(&self, path: &str) -> Result<Vec<u8>, FetchError> {
-        self.get_optional(path)?.ok_or_else(|| FetchError::Status {
-            url: self.url(path),
-            status: 404,
-        })
+    pub fn get(&self, path: &str) -> Result<Vec<u8>, HttpError> {
+        self.client.get(
+            &self.url(path),
+            Limits::max_bytes(MAX_METADATA),
+            self.cancel,
+        )
     }
 
     /// `summary` and `summary.sig` (the latter `None` when the remote has none).
-    pub fn summary(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), FetchError> {
+    pub fn summary(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), HttpError> {
         Ok((self.get("summary")?, self.get_optional("summary.sig")?))
     }
 
     /// A commit object's bytes and its detached metadata, not yet checked.
-    pub fn commit(&self, checksum: &str) -> Result<(Vec<u8>, Option<glib::Variant>), FetchError> {
+    pub fn commit(&self, checksum: &str) -> Result<(Vec<u8>, Option<glib::Variant>), HttpError> {
         let (dir, rest) = split_checksum(checksum);
         let bytes = self.get(&format!("objects/{dir}/{rest}.commit"))?;
         let meta_path = format!("objects/{dir}/{rest}.commitmeta");
@@ -138,63 +79,41 @@ impl RemoteFiles {
         Ok((bytes, detached))
     }
 
-    /// Streams a file of at most `limit` bytes to `dest` (through `dest.part` and a rename),
-    /// checking `cancellable` between chunks; returns the bytes written.
-    pub fn download(
+    /// Downloads a file of `size` bytes with this sha256 to `dest`, through `dest.part`, which
+    /// an interrupted run keeps and the next one continues.
+    pub fn download_resumable(
         &self,
         path: &str,
         dest: &Path,
-        limit: u64,
-        cancellable: &gio::Cancellable,
-    ) -> Result<u64, FetchError> {
-        let url = self.url(path);
-        let local = |e: std::io::Error| FetchError::Local {
-            url: dest.display().to_string(),
-            reason: e.to_string(),
-        };
-        let mut reader: Box<dyn Read> = if let Some(file) = url.strip_prefix("file://") {
-            Box::new(std::fs::File::open(file).map_err(|e| FetchError::Local {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?)
-        } else {
-            match self.agent.get(&url).call() {
-                Ok(r) => r.into_reader(),
-                Err(ureq::Error::Status(status, _)) => {
-                    return Err(FetchError::Status { url, status })
-                }
-                Err(e) => {
-                    return Err(FetchError::Transport {
-                        url,
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        };
-        let partial = dest.with_extension("part");
-        let mut out = std::fs::File::create(&partial).map_err(local)?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            if cancellable.is_cancelled() {
-                return Err(FetchError::Cancelled);
-            }
-            let n = reader.read(&mut buf).map_err(|e| FetchError::Transport {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > limit {
-                return Err(FetchError::TooBig { url });
-            }
-            out.write_all(&buf[..n]).map_err(local)?;
+        size: u64,
+        sha256: &str,
+    ) -> Result<Downloaded, HttpError> {
+        let how = Download::new(Limits::max_bytes(size))
+            .sha256(sha256)
+            .resume();
+        self.client
+            .download(&self.url(path), dest, &how, &Discard, self.cancel)
+    }
+}
+
+/// A fetch error as the user should read it: what failed, and what to do about it.
+pub fn explain_fetch(e: HttpError) -> anyhow::Error {
+    let hint = match &e {
+        HttpError::NotFound { .. } | HttpError::Status { .. } => {
+            "check the remote URL (`keel remote show`) and that the ref is published"
         }
-        out.sync_all().map_err(local)?;
-        std::fs::rename(&partial, dest).map_err(local)?;
-        Ok(total)
+        HttpError::Connect { .. } | HttpError::Timeout { .. } | HttpError::Transport { .. } => {
+            "cannot reach the remote; check the network and retry"
+        }
+        HttpError::Cancelled { .. } => {
+            "interrupted; what arrived is kept, run the command again to resume"
+        }
+        _ => "",
+    };
+    if hint.is_empty() {
+        anyhow::Error::new(e)
+    } else {
+        anyhow::anyhow!("{e}; {hint}")
     }
 }
 
@@ -222,26 +141,23 @@ pub fn summary_refs(summary: &[u8]) -> Result<BTreeMap<String, String>, String> 
 }
 
 /// Looks `reference` up in a fetched summary.
-pub fn resolve_ref(
-    remote: &RemoteFiles,
-    summary: &[u8],
-    reference: &str,
-) -> Result<String, FetchError> {
-    let refs = summary_refs(summary).map_err(|reason| FetchError::Malformed {
-        url: remote.url("summary"),
-        what: "ostree summary",
-        reason,
+pub fn resolve_ref(remote: &RemoteFiles, summary: &[u8], reference: &str) -> Result<String> {
+    let refs = summary_refs(summary).map_err(|reason| {
+        anyhow::anyhow!(
+            "{}: not a valid ostree summary ({reason})",
+            remote.url("summary")
+        )
     })?;
-    refs.get(reference)
-        .cloned()
-        .ok_or_else(|| FetchError::NoSuchRef {
-            reference: reference.to_string(),
-            available: if refs.is_empty() {
+    refs.get(reference).cloned().with_context(|| {
+        format!(
+            "the remote's summary lists no ref {reference}; published refs: {}",
+            if refs.is_empty() {
                 "none".to_string()
             } else {
                 refs.keys().cloned().collect::<Vec<_>>().join(", ")
-            },
-        })
+            }
+        )
+    })
 }
 
 /// `objects/XX/YYYY...`'s two halves.
@@ -278,6 +194,8 @@ pub struct PullRequest<'a> {
     /// The verified commit; the pull fetches exactly this one and moves `remote:reference` to it.
     pub checksum: &'a str,
     pub network_retries: u32,
+    /// Objects only: the static delta was refused or failed, libostree must not try it again.
+    pub disable_static_deltas: bool,
 }
 
 /// Pulls a verified commit's content into `repo`, static delta first. The local ref
@@ -301,6 +219,9 @@ pub fn pull_content(
         &(ostree::RepoPullFlags::NONE.bits() as i32).to_variant(),
     );
     options.insert_value("n-network-retries", &request.network_retries.to_variant());
+    if request.disable_static_deltas {
+        options.insert_value("disable-static-deltas", &true.to_variant());
+    }
     let async_progress = ostree::AsyncProgress::new();
     let start = Instant::now();
     // libostree's signal handler must be 'static and the sink is borrowed: the handler sends
@@ -404,11 +325,20 @@ mod tests {
     fn missing_local_files_read_as_none() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("summary"), b"s").unwrap();
-        let remote = RemoteFiles::new(&format!("file://{}/", dir.path().display()));
+        let client = Client::from_env().unwrap();
+        let cancel = Cancel::new();
+        let remote = RemoteFiles::new(
+            &format!("file://{}/", dir.path().display()),
+            &client,
+            &cancel,
+        );
         assert_eq!(remote.summary().unwrap(), (b"s".to_vec(), None));
-        assert!(matches!(
-            remote.get("objects/ab/cd.commit"),
-            Err(FetchError::Status { status: 404, .. })
-        ));
+        let err = remote.get("objects/ab/cd.commit").unwrap_err();
+        assert!(matches!(err, HttpError::NotFound { .. }), "{err}");
+        let text = format!("{:#}", explain_fetch(err));
+        assert!(
+            text.contains("keel remote show") && text.contains("cd.commit"),
+            "{text}"
+        );
     }
 }

@@ -4,22 +4,30 @@
 //!
 //! A failure at any step leaves deployments and refs as they were: nothing is written to the
 //! repo before the commit passed verification, and libostree moves the local ref only after
-//! the whole commit arrived.
+//! the whole commit arrived. A static delta that is refused or fails (a damaged part, a 404)
+//! is given up with a warning for an object pull; only running out of space and Ctrl-C end
+//! the run there, and Ctrl-C keeps the parts downloaded. The sysroot lock is held from the
+//! first read of the deployments to the last write, so two keel processes never race.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use keel_common::cancel::Cancel;
 use keel_common::ostree_ref::OstreeRef;
 use keel_common::progress::Progress;
+use keel_io::http::{Client, Proxies, Settings};
 use ostree::{gio, glib};
 use serde::Serialize;
 
 use crate::config::{self, RemoteConfig};
 use crate::delta;
 use crate::host::{cancellable, Host};
-use crate::pull::{self, PullRequest, PullStats, RemoteFiles};
+use crate::pull::{self, explain_fetch, PullRequest, RemoteFiles};
 use crate::verify::{self, CommitInfo, Policy};
+
+mod report;
+pub use report::{human_bytes, package_diff, CommitSummary, PackageDiff, Report};
 
 /// How far to go once an update is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -39,7 +47,13 @@ pub struct Request {
     /// `Some(ref)` for a rebase onto another ref of the configured remote.
     pub rebase_to: Option<OstreeRef>,
     pub mode: Mode,
+    /// Tries after the first for each file (ours and libostree's pull).
     pub network_retries: u32,
+    /// How long a download may go without receiving data (per read, not per file: a slow but
+    /// moving link finishes).
+    pub read_timeout: Duration,
+    /// The most a static delta may download; a bigger one is refused for an object pull.
+    pub max_delta_bytes: u64,
 }
 
 impl Request {
@@ -48,6 +62,8 @@ impl Request {
             rebase_to: None,
             mode,
             network_retries: 5,
+            read_timeout: Settings::default().read_timeout,
+            max_delta_bytes: delta::DEFAULT_MAX_BYTES,
         }
     }
 
@@ -59,63 +75,24 @@ impl Request {
     }
 }
 
-/// The commit a deployment runs, as far as the report needs it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CommitSummary {
-    pub checksum: String,
-    pub version: Option<String>,
-    pub timestamp: u64,
-}
-
-impl From<&CommitInfo> for CommitSummary {
-    fn from(c: &CommitInfo) -> Self {
-        Self {
-            checksum: c.checksum.clone(),
-            version: c.version.clone(),
-            timestamp: c.timestamp,
-        }
-    }
-}
-
-/// Package changes between two commits' `keel.packages`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PackageDiff {
-    pub added: Vec<(String, String)>,
-    pub removed: Vec<(String, String)>,
-    /// `(name, old version, new version)`.
-    pub changed: Vec<(String, String, String)>,
-}
-
-/// The outcome of one run, rendered for humans or printed as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
-    pub remote: String,
-    pub reference: OstreeRef,
-    pub rebase: bool,
-    pub mode: Mode,
-    pub current: Option<CommitSummary>,
-    /// The remote's commit for `reference`.
-    pub available: CommitSummary,
-    /// True when nothing needs doing: the reference (or staged) deployment already runs it.
-    pub up_to_date: bool,
-    /// The key that signed the new commit (base64), once verified.
-    pub signed_by: Option<String>,
-    pub packages: PackageDiff,
-    /// Bytes the static delta from the current commit would download, when the remote has one.
-    pub delta_size: Option<u64>,
-    pub pulled: Option<PullStats>,
-    pub deployed: bool,
-}
-
 /// Runs the pipeline on `host`. `progress` sees each phase and the bytes and objects (or delta
 /// parts) received; cancelling `cancel` (Ctrl-C) stops the pull, keeping what arrived for the
-/// next run.
+/// next run. Unless only checking, the sysroot lock is held from before the running commit is
+/// read until the deployment is written, so a second keel waits and then finds the work done.
 pub fn run(
     host: &Host,
     request: &Request,
     cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Result<Report> {
+    let _lock = match request.mode {
+        Mode::Check => None,
+        Mode::DownloadOnly | Mode::Deploy => {
+            let lock = host.lock(cancel, progress)?;
+            host.reload()?;
+            Some(lock)
+        }
+    };
     progress.phase("check");
     let root = host.config_root();
     let remote = configured_remote(&root)?;
@@ -131,10 +108,19 @@ pub fn run(
             remote.name
         )
     })?;
-    let files = RemoteFiles::new(&url);
+    let settings = Settings {
+        read_timeout: request.read_timeout,
+        attempts: request.network_retries.saturating_add(1),
+        ..Settings::default()
+    };
+    let client = Client::new(settings, Proxies::from_env())?;
+    let files = RemoteFiles::new(&url, &client, cancel);
 
     let current = current_commit(host)?;
-    let (summary, summary_sig) = files.summary().context("fetching the remote's summary")?;
+    let (summary, summary_sig) = files
+        .summary()
+        .map_err(explain_fetch)
+        .context("fetching the remote's summary")?;
     verify::verify_summary(&summary, summary_sig.as_deref(), &trusted, &revoked)?;
     let new_checksum = pull::resolve_ref(&files, &summary, reference.as_str())?;
 
@@ -146,6 +132,7 @@ pub fn run(
 
     let (bytes, detached) = files
         .commit(&new_checksum)
+        .map_err(explain_fetch)
         .with_context(|| format!("fetching commit {new_checksum} of {reference}"))?;
     let policy = Policy {
         trusted: &trusted,
@@ -160,9 +147,20 @@ pub fn run(
     let complete = have_complete_commit(&repo, &new_checksum);
     let delta_size = match &current {
         Some(c) if !up_to_date && !complete => {
-            delta::download_size(&files, &c.checksum, &new_checksum)
-                .ok()
-                .flatten()
+            match delta::download_size(&files, &c.checksum, &new_checksum, request.max_delta_bytes)
+            {
+                Ok(size) => size,
+                Err(e) => {
+                    // A pull says so when it gives the delta up.
+                    if request.mode == Mode::Check {
+                        progress.warning(&format!(
+                            "the static delta is unusable ({e}); the update would be fetched \
+                             object by object"
+                        ));
+                    }
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -193,20 +191,45 @@ pub fn run(
     let cancellable = cancellable(cancel);
     let repo_path = host.path().join("ostree/repo");
     let from = current.as_ref().map(|c| c.checksum.clone());
-    let via_delta = match from {
+    let mut delta_failed = false;
+    let via_delta = match &from {
         Some(from) if !complete => {
-            fetch_and_apply_delta(&repo, &files, &from, &new_checksum, progress, &cancellable)
-                .map_err(|e| {
-                    let hint = if is_out_of_space(&format!("{e:#}")) {
-                        format!(" ({})", out_of_space_hint(&repo_path))
+            let fetched = fetch_and_apply_delta(
+                &repo,
+                &files,
+                from,
+                &new_checksum,
+                request.max_delta_bytes,
+                progress,
+                &cancellable,
+            );
+            match fetched {
+                Ok(fetched) => fetched,
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    let hint = if cancel.is_cancelled() {
+                        "interrupted; the delta parts downloaded so far are kept, run the command \
+                         again to resume"
+                            .to_string()
+                    } else if is_out_of_space(&text) {
+                        out_of_space_hint(&repo_path)
                     } else {
+                        progress.warning(&format!(
+                            "the static delta {from} -> {new_checksum} failed ({text}); \
+                             fetching the update object by object instead"
+                        ));
+                        delta_failed = true;
                         String::new()
                     };
-                    e.context(format!(
-                        "applying the static delta to {new_checksum} for {reference} failed; \
-                 nothing was deployed and the ref did not move{hint}"
-                    ))
-                })?
+                    if !hint.is_empty() {
+                        return Err(e.context(format!(
+                            "applying the static delta to {new_checksum} for {reference} failed; \
+                             nothing was deployed and the ref did not move ({hint})"
+                        )));
+                    }
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -215,9 +238,17 @@ pub fn run(
         reference: reference.as_str(),
         checksum: &new_checksum,
         network_retries: request.network_retries,
+        disable_static_deltas: delta_failed,
     };
     let mut stats = pull::pull_content(&repo, &pull_request, cancel, progress)
         .map_err(|e| explain_pull_error(e, &repo_path, reference.as_str(), &new_checksum))?;
+    // What a delta that failed (and was replaced by the object pull) left behind.
+    if let Some(dir) = from
+        .as_deref()
+        .and_then(|from| delta::cache_dir(&repo, from, &new_checksum))
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     if let Some(fetched) = via_delta {
         stats.used_delta = true;
         stats.progress.bytes_transferred += fetched.bytes;
@@ -290,11 +321,13 @@ fn have_complete_commit(repo: &ostree::Repo, checksum: &str) -> bool {
 
 /// Downloads and applies the static delta `from` -> `to` when the remote publishes one (see
 /// `delta` for why we do not leave this to libostree's pull). `None` when there is none.
+/// Parts downloaded stay for the next run when the apply is interrupted.
 fn fetch_and_apply_delta(
     repo: &ostree::Repo,
     files: &RemoteFiles,
     from: &str,
     to: &str,
+    max_bytes: u64,
     progress: &dyn Progress,
     cancellable: &gio::Cancellable,
 ) -> Result<Option<delta::Downloaded>> {
@@ -306,14 +339,27 @@ fn fetch_and_apply_delta(
         progress.bytes(bytes, None);
         progress.items(done as u64, Some(total as u64));
     };
-    let Some(downloaded) = delta::download(files, from, to, &dir, cancellable, &report)? else {
+    let Some(downloaded) = delta::download(files, from, to, max_bytes, &dir, &report)? else {
         return Ok(None);
     };
-    let applied = delta::apply(repo, &dir, cancellable);
-    // Applied, or damaged beyond what the part checksums caught: either way start afresh.
-    let _ = std::fs::remove_dir_all(&dir);
-    applied.map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    Ok(Some(downloaded))
+    progress.phase("apply");
+    match delta::apply(repo, &dir, cancellable) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(Some(downloaded))
+        }
+        Err(e)
+            if e.matches(gio::IOErrorEnum::Cancelled)
+                || gio::prelude::CancellableExt::is_cancelled(cancellable) =>
+        {
+            Err(anyhow::anyhow!("{}", e.message()))
+        }
+        Err(e) => {
+            // Damaged beyond what the part checksums caught: start afresh next time.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(anyhow::anyhow!("{}", e.message()))
+        }
+    }
 }
 
 /// Turns libostree's pull error into one that says what happened to the host and what to do.
@@ -351,153 +397,9 @@ fn out_of_space_hint(repo: &Path) -> String {
     )
 }
 
-/// Added, removed and changed packages from `old` to `new` (each sorted by name or not).
-pub fn package_diff(old: &[(String, String)], new: &[(String, String)]) -> PackageDiff {
-    use std::collections::BTreeMap;
-    let old: BTreeMap<&str, &str> = old.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let new: BTreeMap<&str, &str> = new.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let mut diff = PackageDiff::default();
-    for (name, version) in &new {
-        match old.get(name) {
-            None => diff.added.push((name.to_string(), version.to_string())),
-            Some(was) if was != version => {
-                diff.changed
-                    .push((name.to_string(), was.to_string(), version.to_string()))
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, version) in &old {
-        if !new.contains_key(name) {
-            diff.removed.push((name.to_string(), version.to_string()));
-        }
-    }
-    diff
-}
-
-impl Report {
-    /// The human summary `keel upgrade` prints.
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let version = |c: &CommitSummary| {
-            c.version
-                .clone()
-                .unwrap_or_else(|| c.checksum[..12.min(c.checksum.len())].to_string())
-        };
-        let target = format!("{}:{}", self.remote, self.reference);
-        if self.up_to_date {
-            let _ = writeln!(
-                out,
-                "Already up to date with {target} ({}).",
-                version(&self.available)
-            );
-            return out;
-        }
-        let from = self
-            .current
-            .as_ref()
-            .map(version)
-            .unwrap_or_else(|| "nothing".into());
-        let _ = writeln!(
-            out,
-            "{} {target}: {from} -> {} ({}, {})",
-            if self.rebase {
-                "Rebase to"
-            } else {
-                "Update on"
-            },
-            version(&self.available),
-            self.available.checksum,
-            verify::format_time(self.available.timestamp)
-        );
-        if let Some(key) = &self.signed_by {
-            let _ = writeln!(out, "  Signed by: {key}");
-        }
-        for (n, v) in &self.packages.added {
-            let _ = writeln!(out, "  + {n} {v}");
-        }
-        for (n, v) in &self.packages.removed {
-            let _ = writeln!(out, "  - {n} {v}");
-        }
-        for (n, a, b) in &self.packages.changed {
-            let _ = writeln!(out, "  ~ {n} {a} -> {b}");
-        }
-        match self.delta_size {
-            Some(size) => {
-                let _ = writeln!(out, "  Download: {} (static delta)", human_bytes(size));
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  Download: no static delta published; objects are fetched one by one"
-                );
-            }
-        }
-        if let Some(p) = &self.pulled {
-            let _ = writeln!(
-                out,
-                "  Pulled: {} in {:.1} s, {} objects, {}",
-                human_bytes(p.progress.bytes_transferred),
-                p.seconds,
-                p.progress.objects_fetched,
-                if p.used_delta {
-                    "through the static delta"
-                } else {
-                    "object by object"
-                }
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{}",
-            match (self.mode, self.deployed) {
-                (Mode::Check, _) => "Run `keel upgrade` to download and deploy it.",
-                (Mode::DownloadOnly, _) =>
-                    "Downloaded and verified; run `keel upgrade` to deploy it.",
-                (Mode::Deploy, true) => "Deployed; it boots next.",
-                (Mode::Deploy, false) => "Not deployed.",
-            }
-        );
-        out
-    }
-}
-
-/// `1.2 MiB`-style sizes.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pkgs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn package_diff_lists_added_removed_and_changed() {
-        let old = pkgs(&[("bash", "5.1"), ("curl", "7"), ("zsh", "5")]);
-        let new = pkgs(&[("bash", "5.2"), ("podman", "4.3"), ("zsh", "5")]);
-        let d = package_diff(&old, &new);
-        assert_eq!(d.added, pkgs(&[("podman", "4.3")]));
-        assert_eq!(d.removed, pkgs(&[("curl", "7")]));
-        assert_eq!(d.changed, vec![("bash".into(), "5.1".into(), "5.2".into())]);
-        assert_eq!(package_diff(&new, &new), PackageDiff::default());
-    }
 
     #[test]
     fn enospc_and_libostrees_free_space_refusals_read_as_out_of_space() {
@@ -509,50 +411,5 @@ mod tests {
             "min-free-space-percent '3%' would be exceeded, at least 6.3 MB requested"
         ));
         assert!(!is_out_of_space("Server returned HTTP 404"));
-    }
-
-    #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
-    }
-
-    fn report() -> Report {
-        let commit = |c: &str, v: &str, t: u64| CommitSummary {
-            checksum: c.repeat(64),
-            version: Some(v.into()),
-            timestamp: t,
-        };
-        Report {
-            remote: "keel".into(),
-            reference: "os/stable".parse().unwrap(),
-            rebase: false,
-            mode: Mode::Check,
-            current: Some(commit("a", "1", 1_700_000_000)),
-            available: commit("b", "2", 1_700_086_400),
-            up_to_date: false,
-            signed_by: Some("KEY=".into()),
-            packages: package_diff(
-                &pkgs(&[("bash", "5.1")]),
-                &pkgs(&[("bash", "5.2"), ("jq", "1.6")]),
-            ),
-            delta_size: Some(7 * 1024),
-            pulled: None,
-            deployed: false,
-        }
-    }
-
-    #[test]
-    fn check_report_renders_versions_packages_and_download_size() {
-        let text = report().render();
-        let expected = format!(
-            "Update on keel:os/stable: 1 -> 2 ({}, 2023-11-15 22:13:20 UTC)\n  Signed by: KEY=\n  + jq 1.6\n  ~ bash 5.1 -> 5.2\n  Download: 7.0 KiB (static delta)\nRun `keel upgrade` to download and deploy it.\n",
-            "b".repeat(64)
-        );
-        assert_eq!(text, expected);
-        let mut r = report();
-        r.up_to_date = true;
-        assert_eq!(r.render(), "Already up to date with keel:os/stable (2).\n");
     }
 }

@@ -15,9 +15,9 @@ use keel_common::ostree_ref::OstreeRef;
 use keel_common::progress::Progress;
 use keel_host::provision;
 use keel_host::Host;
+use keel_io::command::CommandExt;
 
 use crate::bootcfg;
-use crate::cmd;
 use crate::guard::{LoopDevice, Mount};
 use crate::layout::{self, Layout};
 use crate::remote::{self, RemoteSpec};
@@ -188,12 +188,11 @@ pub fn build(
     match spec.format {
         Format::Raw => fs::rename(&disk, &staged).context("staging the raw image")?,
         Format::Qcow2 => {
-            cmd::run(
-                Command::new("qemu-img")
-                    .args(["convert", "-f", "raw", "-O", "qcow2"])
-                    .arg(&disk)
-                    .arg(&staged),
-            )?;
+            Command::new("qemu-img")
+                .args(["convert", "-f", "raw", "-O", "qcow2"])
+                .arg(&disk)
+                .arg(&staged)
+                .run()?;
         }
     }
     fs::rename(&staged, &spec.output)
@@ -228,10 +227,10 @@ fn write_disk(
     file.set_len(layout.disk_size)
         .with_context(|| format!("sizing {}", disk.display()))?;
     drop(file);
-    cmd::run_with_input(
-        Command::new("sfdisk").arg("--quiet").arg(disk),
-        Some(layout.sfdisk_script().as_bytes()),
-    )?;
+    Command::new("sfdisk")
+        .arg("--quiet")
+        .arg(disk)
+        .run_with_input(layout.sfdisk_script().as_bytes())?;
     mkfs(disk, bootcfg::ROOT_LABEL, layout.root, Some(root_tree))?;
     mkfs(disk, bootcfg::BOOT_LABEL, layout.boot, None)?;
     {
@@ -242,17 +241,15 @@ fn write_disk(
         let mounted = Mount::new(device.path(), &mountpoint, "ext4", progress)?;
         let mut source = boot_tree.as_os_str().to_owned();
         source.push("/.");
-        cmd::run(
-            Command::new("cp")
-                .args(["-a", "--sparse=never"])
-                .arg(source)
-                .arg(mounted.path()),
-        )?;
-        cmd::run(
-            Command::new("extlinux")
-                .arg("--install")
-                .arg(mounted.path().join(bootcfg::SYSLINUX_DIR)),
-        )?;
+        Command::new("cp")
+            .args(["-a", "--sparse=never"])
+            .arg(source)
+            .arg(mounted.path())
+            .run()?;
+        Command::new("extlinux")
+            .arg("--install")
+            .arg(mounted.path().join(bootcfg::SYSLINUX_DIR))
+            .run()?;
         drop(mounted);
         drop(device);
         fs::remove_dir(&mountpoint).ok();
@@ -275,7 +272,8 @@ fn mkfs(
         mkfs.arg("-d").arg(tree);
     }
     mkfs.arg(disk).arg(format!("{}k", extent.size / 1024));
-    cmd::run(&mut mkfs).with_context(|| format!("making the {label} filesystem"))?;
+    mkfs.run()
+        .with_context(|| format!("making the {label} filesystem"))?;
     Ok(())
 }
 
@@ -298,10 +296,11 @@ struct ScratchDir<'a> {
 
 impl Drop for ScratchDir<'_> {
     fn drop(&mut self) {
+        // Best effort: what it could not clear shows in the removal's error below.
         let _ = Command::new("chattr")
             .args(["-R", "-f", "-i"])
             .arg(&self.path)
-            .status();
+            .run();
         if let Err(e) = fs::remove_dir_all(&self.path) {
             self.progress
                 .warning(&format!("removing {}: {e}", self.path.display()));

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use keel_common::progress::Progress;
 
-use crate::cmd::{self, CmdError};
+use keel_io::command::{CommandError, CommandExt};
 
 /// A loop device over a byte range of a file; detached on drop (a failure to detach is a
 /// warning through the sink).
@@ -23,15 +23,14 @@ impl<'a> LoopDevice<'a> {
         offset: u64,
         size: u64,
         progress: &'a dyn Progress,
-    ) -> Result<LoopDevice<'a>, CmdError> {
-        let out = cmd::run(
-            Command::new("losetup")
-                .args(["--find", "--show", "--offset"])
-                .arg(offset.to_string())
-                .arg("--sizelimit")
-                .arg(size.to_string())
-                .arg(file),
-        )?;
+    ) -> Result<LoopDevice<'a>, CommandError> {
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--offset"])
+            .arg(offset.to_string())
+            .arg("--sizelimit")
+            .arg(size.to_string())
+            .arg(file)
+            .run_text()?;
         Ok(LoopDevice {
             device: PathBuf::from(out.trim()),
             progress,
@@ -45,7 +44,7 @@ impl<'a> LoopDevice<'a> {
 
 impl Drop for LoopDevice<'_> {
     fn drop(&mut self) {
-        if let Err(e) = cmd::run(Command::new("losetup").arg("-d").arg(&self.device)) {
+        if let Err(e) = Command::new("losetup").arg("-d").arg(&self.device).run() {
             self.progress
                 .warning(&format!("detaching {}: {e}", self.device.display()));
         }
@@ -65,13 +64,12 @@ impl<'a> Mount<'a> {
         target: &Path,
         fstype: &str,
         progress: &'a dyn Progress,
-    ) -> Result<Mount<'a>, CmdError> {
-        cmd::run(
-            Command::new("mount")
-                .args(["-t", fstype])
-                .arg(source)
-                .arg(target),
-        )?;
+    ) -> Result<Mount<'a>, CommandError> {
+        Command::new("mount")
+            .args(["-t", fstype])
+            .arg(source)
+            .arg(target)
+            .run()?;
         Ok(Mount {
             target: target.to_path_buf(),
             progress,
@@ -85,7 +83,7 @@ impl<'a> Mount<'a> {
 
 impl Drop for Mount<'_> {
     fn drop(&mut self) {
-        if let Err(e) = cmd::run(Command::new("umount").arg(&self.target)) {
+        if let Err(e) = Command::new("umount").arg(&self.target).run() {
             self.progress
                 .warning(&format!("unmounting {}: {e}", self.target.display()));
         }

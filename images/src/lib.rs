@@ -5,7 +5,6 @@
 
 pub mod bootcfg;
 pub mod build;
-pub mod cmd;
 pub mod guard;
 pub mod layout;
 pub mod remote;

@@ -8,8 +8,9 @@ use std::process::Command;
 
 use anyhow::Context;
 
+use keel_io::command::CommandExt;
+
 use crate::bootcfg;
-use crate::cmd;
 
 /// `boot/syslinux/syslinux.cfg -> ../loader/syslinux.cfg` and a first `loader.0` holding the
 /// seed configuration: libostree's syslinux backend detects the link and writes the real
@@ -45,7 +46,10 @@ pub fn add_boot_to_fstab(deployment: &Path) -> anyhow::Result<()> {
 /// Bytes the tree under `dir` occupies (allocated blocks, each hard-linked inode once): what
 /// the root filesystem must hold.
 pub fn disk_usage(dir: &Path) -> anyhow::Result<u64> {
-    let out = cmd::run(Command::new("du").args(["-s", "-B1", "-x"]).arg(dir))?;
+    let out = Command::new("du")
+        .args(["-s", "-B1", "-x"])
+        .arg(dir)
+        .run_text()?;
     out.split_whitespace()
         .next()
         .and_then(|n| n.parse().ok())

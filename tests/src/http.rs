@@ -1,10 +1,12 @@
 //! A real HTTP file server on loopback for tests: serves a directory (GET and HEAD, with
-//! `Range`), counts the bytes it sends, and can be told to fail requests.
+//! `Range`), counts the bytes it sends, and can be told to fail requests or to send slowly.
+//! Each request is answered on its own thread, so a stalled answer does not hold up the next.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// What the server does with a request for a path that matches a rule.
 #[derive(Clone, Debug)]
@@ -13,13 +15,18 @@ pub enum Fault {
     Status(u16),
     /// Send only the first N bytes of the body, then close the connection.
     Truncate(u64),
+    /// Send the first `after` bytes, then nothing for `pause`, then close the connection.
+    Stall { after: u64, pause: Duration },
+    /// Send the whole body, `chunk` bytes at a time with `every` between them.
+    Slow { chunk: usize, every: Duration },
 }
 
 #[derive(Default)]
 struct State {
     bytes_sent: AtomicU64,
     requests: Mutex<Vec<String>>,
-    faults: Mutex<Vec<(String, Fault)>>,
+    /// `(needle, fault, only once)`.
+    faults: Mutex<Vec<(String, Fault, bool)>>,
 }
 
 /// A file server for one directory on `127.0.0.1:<random port>`, stopped on drop.
@@ -46,7 +53,8 @@ impl FileServer {
             let (server, state, root) = (server.clone(), state.clone(), root.to_path_buf());
             std::thread::spawn(move || {
                 for request in server.incoming_requests() {
-                    handle(&root, &state, request);
+                    let (state, root) = (state.clone(), root.clone());
+                    std::thread::spawn(move || handle(&root, &state, request));
                 }
             })
         };
@@ -92,7 +100,14 @@ impl FileServer {
     /// Requests whose path contains `needle` get `fault` from now on.
     pub fn inject(&self, needle: &str, fault: Fault) {
         if let Ok(mut f) = self.state.faults.lock() {
-            f.push((needle.to_string(), fault));
+            f.push((needle.to_string(), fault, false));
+        }
+    }
+
+    /// The next request whose path contains `needle` gets `fault`; later ones are served.
+    pub fn inject_once(&self, needle: &str, fault: Fault) {
+        if let Ok(mut f) = self.state.faults.lock() {
+            f.push((needle.to_string(), fault, true));
         }
     }
 
@@ -117,10 +132,15 @@ fn handle(root: &Path, state: &State, request: tiny_http::Request) {
     if let Ok(mut r) = state.requests.lock() {
         r.push(path.clone());
     }
-    let fault = state.faults.lock().ok().and_then(|f| {
-        f.iter()
-            .find(|(needle, _)| path.contains(needle.as_str()))
-            .map(|(_, fault)| fault.clone())
+    let fault = state.faults.lock().ok().and_then(|mut f| {
+        let index = f
+            .iter()
+            .position(|(needle, _, _)| path.contains(needle.as_str()))?;
+        let fault = f[index].1.clone();
+        if f[index].2 {
+            f.remove(index);
+        }
+        Some(fault)
     });
     if let Some(Fault::Status(code)) = fault {
         let _ = request.respond(tiny_http::Response::empty(code));
@@ -140,24 +160,90 @@ fn handle(root: &Path, state: &State, request: tiny_http::Request) {
         None => (200, 0, body.len() as u64),
     };
     let mut part = body[start as usize..end as usize].to_vec();
-    if let Some(Fault::Truncate(n)) = fault {
-        part.truncate(n as usize);
+    let length = part.len();
+    let mut pace = Pace {
+        pause_after: None,
+        chunk: usize::MAX,
+        every: Duration::ZERO,
+    };
+    match fault {
+        Some(Fault::Truncate(n)) => part.truncate(n as usize),
+        Some(Fault::Stall { after, pause }) => {
+            part.truncate(after as usize);
+            pace.pause_after = Some(pause);
+        }
+        Some(Fault::Slow { chunk, every }) => {
+            pace.chunk = chunk.max(1);
+            pace.every = every;
+        }
+        _ => {}
     }
     let head = request.method() == &tiny_http::Method::Head;
-    if !head {
+    if head {
+        part.clear();
+    } else {
         state
             .bytes_sent
             .fetch_add(part.len() as u64, Ordering::SeqCst);
     }
-    let mut response = tiny_http::Response::from_data(if head { Vec::new() } else { part })
-        .with_status_code(status);
+    let mut headers = Vec::new();
     if status == 206 {
         let value = format!("bytes {}-{}/{}", start, end.saturating_sub(1), body.len());
         if let Ok(h) = tiny_http::Header::from_bytes("Content-Range", value) {
-            response.add_header(h);
+            headers.push(h);
         }
     }
+    // A stalled body announces the whole answer's length, so the client waits for the rest.
+    let announced = if pace.pause_after.is_some() {
+        length
+    } else {
+        part.len()
+    };
+    let reader = Paced {
+        data: std::io::Cursor::new(part),
+        pace,
+        sent_any: false,
+    };
+    let response = tiny_http::Response::new(
+        tiny_http::StatusCode(status),
+        headers,
+        reader,
+        Some(announced),
+        None,
+    );
     let _ = request.respond(response);
+}
+
+/// How [`Paced`] hands out its bytes.
+struct Pace {
+    /// Sleep this long once the data is used up, before ending.
+    pause_after: Option<Duration>,
+    chunk: usize,
+    every: Duration,
+}
+
+/// A body that sends slowly or stalls, as a slow or broken link would.
+struct Paced {
+    data: std::io::Cursor<Vec<u8>>,
+    pace: Pace,
+    sent_any: bool,
+}
+
+impl std::io::Read for Paced {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent_any && !self.pace.every.is_zero() {
+            std::thread::sleep(self.pace.every);
+        }
+        let n = buf.len().min(self.pace.chunk);
+        let got = self.data.read(&mut buf[..n])?;
+        if got == 0 {
+            if let Some(pause) = self.pace.pause_after.take() {
+                std::thread::sleep(pause);
+            }
+        }
+        self.sent_any = true;
+        Ok(got)
+    }
 }
 
 /// `Range: bytes=S-[E]` as a half-open byte range within `len`.

@@ -44,6 +44,32 @@ impl Fixture {
             .commit(&self.sysroot.repo_path(), REF)
             .unwrap()
     }
+
+    /// Signs `commits` in the sysroot's repo with a new key and trusts that key in the
+    /// default deployment's /etc (what `keel deploy` checks local commits against).
+    fn sign_and_trust(&self, commits: &[&str]) -> SecretKey {
+        let key = SecretKey::generate().unwrap();
+        let host = self.host();
+        let repo = host.repo();
+        for commit in commits {
+            let bytes = repo
+                .load_variant(ostree::ObjectType::Commit, commit)
+                .unwrap()
+                .data_as_bytes()
+                .to_vec();
+            let detached = sign::add_signature(None, &sign::sign(&key, &bytes)).unwrap();
+            repo.write_commit_detached_metadata(
+                commit,
+                Some(&detached),
+                ostree::gio::Cancellable::NONE,
+            )
+            .unwrap();
+        }
+        let keys = host.config_root().join("etc/keel/trusted.ed25519.d");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(keys.join("test.pub"), format!("{}\n", key.public())).unwrap();
+        key
+    }
 }
 
 /// `checksum.serial` of each deployment in boot order.
@@ -494,6 +520,7 @@ fn deploy_older_needs_allow_downgrade_and_keeps_following_the_ref() {
     let f = deployed(TreeBuilder::new("1"));
     let host = f.host();
     let v2 = f.commit(TreeBuilder::new("2"), 60);
+    f.sign_and_trust(&[&f.v1, &v2]);
     deploy::deploy(&host, "2", false, &Cancel::new(), &Discard).unwrap();
     let before = order(&host);
     assert!(before[0].starts_with(&v2));
@@ -638,6 +665,7 @@ fn failed_deploy_leaves_no_deployment_behind() {
 fn cli_pin_rollback_cleanup_and_status_text() {
     let f = deployed(TreeBuilder::new("1"));
     let v2 = f.commit(TreeBuilder::new("2"), 60);
+    f.sign_and_trust(&[&v2]);
     let path = f.sysroot.path();
     let ok = |args: &[&str]| {
         let out = keel(path, args);
@@ -663,4 +691,44 @@ fn cli_pin_rollback_cleanup_and_status_text() {
     let json: serde_json::Value = serde_json::from_str(&ok(&["status", "--json"])).unwrap();
     assert_eq!(json["deployments"].as_array().unwrap().len(), 1);
     assert_eq!(json["deployments"][0]["checksum"], v2.as_str());
+}
+
+#[test]
+fn deploy_rechecks_the_signature_of_a_local_commit() {
+    let f = deployed(TreeBuilder::new("1"));
+    let host = f.host();
+    // A commit that reached the repo without `keel upgrade` (no signature at all).
+    let unsigned = f.commit(TreeBuilder::new("2"), 60);
+    let before = order(&host);
+    let err = format!(
+        "{:#}",
+        deploy::deploy(&host, "2", false, &Cancel::new(), &Discard).unwrap_err()
+    );
+    assert!(
+        err.contains(&format!("not deploying {unsigned}")) && err.contains("not signed"),
+        "{err}"
+    );
+    assert_eq!(order(&host), before);
+    let out = keel(f.sysroot.path(), &["deploy", "2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed"));
+    assert_eq!(order(&host), before);
+
+    // Signed by a key trusted then, revoked since: refused too.
+    let key = f.sign_and_trust(&[&unsigned]);
+    let revoked = host.config_root().join("etc/keel/revoked.ed25519.d");
+    std::fs::create_dir_all(&revoked).unwrap();
+    std::fs::write(revoked.join("old.pub"), format!("{}\n", key.public())).unwrap();
+    let err = format!(
+        "{:#}",
+        deploy::deploy(&host, "2", false, &Cancel::new(), &Discard).unwrap_err()
+    );
+    assert!(err.contains("revoked"), "{err}");
+    assert_eq!(order(&host), before);
+
+    // Trusted and not revoked: deployed.
+    std::fs::remove_file(revoked.join("old.pub")).unwrap();
+    let info = deploy::deploy(&host, "2", false, &Cancel::new(), &Discard).unwrap();
+    assert_eq!(info.checksum, unsigned);
+    assert_eq!(host.deployments()[0].csum().as_str(), unsigned);
 }

@@ -5,6 +5,26 @@
 mod common;
 use common::*;
 
+/// Every `*.part` file under `dir`: downloads that were not finished.
+fn part_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => todo.push(path),
+                _ if path.extension().is_some_and(|e| e == "part") => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
 fn biggest_file(dir: &Path) -> PathBuf {
     let mut best = (0, PathBuf::new());
     for sub in std::fs::read_dir(dir).unwrap() {
@@ -198,7 +218,10 @@ fn disk_full_during_pull_leaves_the_host_as_it_was() {
         assert!(err.contains("nothing was deployed"), "{what}: {err}");
         assert_eq!(w.state(), before, "{what}: deployments or refs changed");
         assert!(!w.client_has_commit(&v2), "{what}");
+        let parts = part_files(w.sysroot.path());
+        assert!(parts.is_empty(), "{what}: left behind {parts:?}");
     };
+
     // libostree checks the delta's size against the free space first ...
     full("with a delta");
     // ... and without one, its object writes run into ENOSPC.
