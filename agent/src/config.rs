@@ -202,13 +202,15 @@ pub fn validate(m: Merged) -> Result<Settings, ConfigError> {
         "immediate" => Strategy::Immediate,
         "periodic" => Strategy::Periodic,
         "fleet_lock" => Strategy::FleetLock,
-        other => return Err(error(
-            &m.strategy,
-            "updates.strategy",
-            format!(
+        other => {
+            return Err(error(
+                &m.strategy,
+                "updates.strategy",
+                format!(
                 "{other:?} is not a strategy; use \"immediate\", \"periodic\" or \"fleet_lock\""
             ),
-        )),
+            ))
+        }
     };
     let interval = value(&m.check_interval_minutes, 60);
     if interval == 0 {

@@ -110,9 +110,11 @@ impl LockServer {
             }
         });
         loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("keel-fleetlock serve said where it listens");
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("keel-fleetlock serve did not say where it listens within 10 s");
+            };
             if line.contains("serving FleetLock on") {
                 let base = line
                     .split_whitespace()
