@@ -49,11 +49,14 @@ impl RemoteConfig {
 }
 
 /// One drop-in file as written; every key optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fragment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteFragment>,
+    /// The update agent's section, read and validated by `keel-agent`; kept opaque here.
+    #[serde(default, skip_serializing)]
+    pub updates: Option<toml::Table>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -107,33 +110,22 @@ fn describe(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// The drop-in files under `root` in merge order.
+/// The drop-in files under `root` in merge order: each directory's `config.toml`, then the
+/// `config.d/*.toml` files merged by name across the directories ([`crate::dropins`]: a later
+/// directory shadows a same-named file, a symlink to /dev/null masks it).
 pub fn dropin_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for dir in DROPIN_DIRS {
-        let dir = root.join(dir);
-        let main = dir.join("config.toml");
+        let main = root.join(dir).join("config.toml");
         if main.is_file() {
             files.push(main);
         }
-        let d = dir.join("config.d");
-        let entries = match std::fs::read_dir(&d) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("listing {}", d.display())),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("listing {}", d.display()))?
-                .path();
-            if path.extension().is_some_and(|e| e == "toml") && path.is_file() {
-                names.push(path);
-            }
-        }
-        names.sort();
-        files.extend(names);
     }
+    let dirs: Vec<PathBuf> = DROPIN_DIRS
+        .iter()
+        .map(|d| root.join(d).join("config.d"))
+        .collect();
+    files.extend(crate::dropins::scan(&dirs)?);
     Ok(files)
 }
 
@@ -150,6 +142,7 @@ pub fn merge(fragments: impl IntoIterator<Item = Fragment>) -> Fragment {
                     reference: b.reference.or(a.reference),
                 }),
             },
+            updates: None,
         })
 }
 
@@ -184,6 +177,7 @@ pub fn remote_dropin(remote: &RemoteConfig) -> Result<String> {
             url: Some(remote.url.clone()),
             reference: Some(remote.reference.to_string()),
         }),
+        updates: None,
     };
     Ok(format!(
         "# Written by `keel remote add`; edit or override in a later drop-in.\n{}",
@@ -202,6 +196,7 @@ mod tests {
                 url: url.map(Into::into),
                 reference: reference.map(Into::into),
             }),
+            updates: None,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod config;
 pub mod delta;
 pub mod deploy;
+pub mod dropins;
 pub mod etc;
 pub mod etc_plan;
 pub mod host;

@@ -124,7 +124,7 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 }
 
 /// What ureq's error for a request (before the body) means for us.
-fn call_error(url: &str, proxy: Option<&str>, e: ureq::Error) -> HttpError {
+pub(super) fn call_error(url: &str, proxy: Option<&str>, e: ureq::Error) -> HttpError {
     let url = url.to_string();
     let t = match e {
         ureq::Error::Status(status @ (404 | 410), _) => {

@@ -25,9 +25,11 @@
 
 mod body;
 mod error;
+mod post;
 mod proxy;
 
 pub use error::HttpError;
+pub use post::Response;
 pub use proxy::Proxies;
 
 use keel_common::cancel::Cancel;
