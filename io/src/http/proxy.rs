@@ -171,7 +171,7 @@ mod tests {
             ("https_proxy", "http://proxy:8080"),
             (
                 "NO_PROXY",
-                "localhost, .internal.test,*.corp.test,10.0.0.1,mirror.test:8000,[::1]",
+                "localhost, .internal.test,*.corp.test,127.0.0.2,mirror.test:8000,[::1]",
             ),
         ]);
         let direct = [
@@ -180,7 +180,7 @@ mod tests {
             "http://a.internal.test/x",
             "http://internal.test/x",
             "https://deep.a.corp.test/x",
-            "http://10.0.0.1:3142/x",
+            "http://127.0.0.2:3142/x",
             "http://mirror.test:8000/x",
             "http://[::1]:80/x",
             "http://user:pw@localhost/x",
@@ -191,7 +191,7 @@ mod tests {
         let proxied = [
             "http://notlocalhost/x",
             "http://internal.test.evil/x",
-            "http://10.0.0.10/x",
+            "http://127.0.0.20/x",
             "http://mirror.test/x",
             "http://mirror.test:8001/x",
         ];
