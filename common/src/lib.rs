@@ -10,5 +10,6 @@ pub mod fleetlock;
 pub mod keys;
 pub mod meta;
 pub mod ostree_ref;
+pub mod packages;
 pub mod progress;
 pub mod sign;

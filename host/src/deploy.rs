@@ -2,7 +2,7 @@
 //! older version on purpose.
 
 use crate::host::Host;
-use crate::keys;
+use crate::trust;
 use crate::verify::{format_time, parse_commit, verify_commit, CommitInfo, Policy};
 use anyhow::{bail, Context, Result};
 use keel_common::cancel::Cancel;
@@ -60,7 +60,7 @@ fn check_signature(host: &Host, commit: &CommitInfo, refspec: &str) -> Result<()
     let detached = repo
         .read_commit_detached_metadata(checksum, gio::Cancellable::NONE)
         .with_context(|| format!("reading the detached metadata of commit {checksum}"))?;
-    let (trusted, revoked) = keys::trusted_keys(&host.config_root())?;
+    let (trusted, revoked) = trust::trusted_keys(&host.config_root())?;
     let followed = refspec.split_once(':').map_or(refspec, |(_, r)| r);
     let policy = Policy {
         trusted: &trusted,

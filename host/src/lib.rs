@@ -13,13 +13,13 @@ pub mod etc;
 pub mod etc_plan;
 pub mod host;
 pub mod kargs;
-pub mod keys;
 pub mod pin;
 pub mod provision;
 pub mod pull;
 pub mod remote;
 pub mod rollback;
 pub mod status;
+pub mod trust;
 pub mod upgrade;
 pub mod verify;
 

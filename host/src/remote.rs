@@ -2,7 +2,7 @@
 
 use crate::config::{self, RemoteConfig};
 use crate::host::Host;
-use crate::keys;
+use crate::trust;
 use anyhow::{bail, Context, Result};
 use ostree::gio;
 use ostree::glib::{self, prelude::*};
@@ -25,7 +25,7 @@ pub fn add(host: &Host, remote: &RemoteConfig, key_file: &Path) -> Result<()> {
             host.path().display()
         );
     }
-    let key_list = keys::read_key_file(key_file)?;
+    let key_list = trust::read_key_file(key_file)?;
     let root = host.config_root();
     let options = glib::VariantDict::new(None);
     options.insert_value("gpg-verify", &false.to_variant());
@@ -42,7 +42,7 @@ pub fn add(host: &Host, remote: &RemoteConfig, key_file: &Path) -> Result<()> {
         .with_context(|| format!("adding ostree remote {} ({})", remote.name, remote.url))?;
     let keys_text: String = key_list.iter().map(|k| format!("{k}\n")).collect();
     write_atomic(
-        &keys::remote_key_file(&root, &remote.name),
+        &trust::remote_key_file(&root, &remote.name),
         keys_text.as_bytes(),
     )?;
     write_atomic(
@@ -101,7 +101,7 @@ impl RemoteShow {
 pub fn show(host: &Host) -> Result<RemoteShow> {
     let root = host.config_root();
     let config = config::load(&root)?;
-    let (trusted, revoked) = keys::trusted_keys(&root)?;
+    let (trusted, revoked) = trust::trusted_keys(&root)?;
     let ostree_url = config
         .remote
         .as_ref()

@@ -5,11 +5,11 @@
 use crate::config::{self, RemoteConfig};
 use crate::etc_plan::Conflict;
 use crate::host::Host;
-use crate::keys;
-use crate::upgrade::{package_diff, PackageDiff};
+use crate::trust;
 use crate::verify::{format_time, parse_commit};
 use anyhow::{Context, Result};
 use keel_common::keys::PublicKey;
+use keel_common::packages::PackageDiff;
 use keel_common::sign::{self, SignError};
 use ostree::gio;
 use serde::Serialize;
@@ -87,7 +87,7 @@ pub fn collect(host: &Host) -> Result<HostStatus> {
         warnings.push(format!("{e:#}"));
         None
     });
-    let (trusted, revoked) = keys::trusted_keys(&root).unwrap_or_else(|e| {
+    let (trusted, revoked) = trust::trusted_keys(&root).unwrap_or_else(|e| {
         warnings.push(format!("{e:#}; signatures cannot be checked"));
         (Vec::new(), Vec::new())
     });
@@ -121,7 +121,8 @@ pub fn collect(host: &Host) -> Result<HostStatus> {
             override_commit: Host::origin_override(d),
             kargs: Host::kargs(d),
             signature: signature_state(host, &checksum, &trusted, &revoked),
-            packages: (!is_reference).then(|| package_diff(&reference_packages, &info.packages)),
+            packages: (!is_reference)
+                .then(|| PackageDiff::between(&reference_packages, &info.packages)),
             checksum,
         });
     }

@@ -27,7 +27,8 @@ use crate::pull::{self, explain_fetch, PullRequest, RemoteFiles};
 use crate::verify::{self, CommitInfo, Policy};
 
 mod report;
-pub use report::{human_bytes, package_diff, CommitSummary, PackageDiff, Report};
+pub use keel_common::packages::PackageDiff;
+pub use report::{human_bytes, CommitSummary, Report};
 
 /// How far to go once an update is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -100,7 +101,7 @@ pub fn run(
         .rebase_to
         .clone()
         .unwrap_or_else(|| remote.reference.clone());
-    let (trusted, revoked) = crate::keys::trusted_keys(&root)?;
+    let (trusted, revoked) = crate::trust::trusted_keys(&root)?;
     let repo = host.repo();
     let url = repo.remote_get_url(&remote.name).with_context(|| {
         format!(
@@ -173,7 +174,7 @@ pub fn run(
         available: CommitSummary::from(&verified.info),
         up_to_date,
         signed_by: Some(verified.signed_by.to_base64()),
-        packages: package_diff(
+        packages: PackageDiff::between(
             current
                 .as_ref()
                 .map(|c| c.packages.as_slice())

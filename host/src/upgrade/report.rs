@@ -7,6 +7,7 @@ use super::Mode;
 use crate::pull::PullStats;
 use crate::verify::{self, CommitInfo};
 use keel_common::ostree_ref::OstreeRef;
+use keel_common::packages::PackageDiff;
 
 /// The commit a deployment runs, as far as the report needs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -24,15 +25,6 @@ impl From<&CommitInfo> for CommitSummary {
             timestamp: c.timestamp,
         }
     }
-}
-
-/// Package changes between two commits' `keel.packages`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PackageDiff {
-    pub added: Vec<(String, String)>,
-    pub removed: Vec<(String, String)>,
-    /// `(name, old version, new version)`.
-    pub changed: Vec<(String, String, String)>,
 }
 
 /// The outcome of one run, rendered for humans or printed as JSON.
@@ -54,30 +46,6 @@ pub struct Report {
     pub delta_size: Option<u64>,
     pub pulled: Option<PullStats>,
     pub deployed: bool,
-}
-
-/// Added, removed and changed packages from `old` to `new` (each sorted by name or not).
-pub fn package_diff(old: &[(String, String)], new: &[(String, String)]) -> PackageDiff {
-    use std::collections::BTreeMap;
-    let old: BTreeMap<&str, &str> = old.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let new: BTreeMap<&str, &str> = new.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    let mut diff = PackageDiff::default();
-    for (name, version) in &new {
-        match old.get(name) {
-            None => diff.added.push((name.to_string(), version.to_string())),
-            Some(was) if was != version => {
-                diff.changed
-                    .push((name.to_string(), was.to_string(), version.to_string()))
-            }
-            Some(_) => {}
-        }
-    }
-    for (name, version) in &old {
-        if !new.contains_key(name) {
-            diff.removed.push((name.to_string(), version.to_string()));
-        }
-    }
-    diff
 }
 
 impl Report {
@@ -119,15 +87,7 @@ impl Report {
         if let Some(key) = &self.signed_by {
             let _ = writeln!(out, "  Signed by: {key}");
         }
-        for (n, v) in &self.packages.added {
-            let _ = writeln!(out, "  + {n} {v}");
-        }
-        for (n, v) in &self.packages.removed {
-            let _ = writeln!(out, "  - {n} {v}");
-        }
-        for (n, a, b) in &self.packages.changed {
-            let _ = writeln!(out, "  ~ {n} {a} -> {b}");
-        }
+        out.push_str(&self.packages.render("  "));
         match self.delta_size {
             Some(size) => {
                 let _ = writeln!(out, "  Download: {} (static delta)", human_bytes(size));
@@ -194,17 +154,6 @@ mod tests {
     }
 
     #[test]
-    fn package_diff_lists_added_removed_and_changed() {
-        let old = pkgs(&[("bash", "5.1"), ("curl", "7"), ("zsh", "5")]);
-        let new = pkgs(&[("bash", "5.2"), ("podman", "4.3"), ("zsh", "5")]);
-        let d = package_diff(&old, &new);
-        assert_eq!(d.added, pkgs(&[("podman", "4.3")]));
-        assert_eq!(d.removed, pkgs(&[("curl", "7")]));
-        assert_eq!(d.changed, vec![("bash".into(), "5.1".into(), "5.2".into())]);
-        assert_eq!(package_diff(&new, &new), PackageDiff::default());
-    }
-
-    #[test]
     fn sizes_read_like_people_write_them() {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
@@ -226,7 +175,7 @@ mod tests {
             available: commit("b", "2", 1_700_086_400),
             up_to_date: false,
             signed_by: Some("KEY=".into()),
-            packages: package_diff(
+            packages: PackageDiff::between(
                 &pkgs(&[("bash", "5.1")]),
                 &pkgs(&[("bash", "5.2"), ("jq", "1.6")]),
             ),

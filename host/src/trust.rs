@@ -1,4 +1,4 @@
-//! Trusted and revoked ed25519 keys: every file in `etc/keel/trusted.ed25519.d/` and
+//! Which ed25519 keys the host trusts: every file in `etc/keel/trusted.ed25519.d/` and
 //! `usr/share/keel/trusted.ed25519.d/`, with the revoked lists in `revoked.ed25519.d/` beside
 //! each. A key listed as revoked anywhere is never trusted.
 
