@@ -214,3 +214,48 @@ fn failed_build_leaves_no_output_and_no_scratch() {
     assert!(format!("{err:#}").contains("too small"), "{err:#}");
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
 }
+
+/// `--format qcow2` goes through `qemu-img convert`: the image is a valid qcow2 of the
+/// requested virtual size, and converted back it holds the same bootable partition table as a
+/// raw build. This is the test that notices when `qemu-img` went missing from the machine.
+#[test]
+fn qcow2_image_passes_qemu_img_check_and_holds_the_raw_layout() {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let repo = repo_with_commit(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let image = out_dir.join("host.qcow2");
+    let mut qcow2 = spec(&repo, &image, None);
+    qcow2.format = Format::Qcow2;
+    let report = keel_images::build(&qcow2, &Cancel::new(), &Discard).unwrap();
+    assert_eq!(report.format, Format::Qcow2);
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+
+    output(Command::new("qemu-img").arg("check").arg(&image));
+    let info: serde_json::Value = serde_json::from_str(&output(
+        Command::new("qemu-img")
+            .args(["info", "--output=json"])
+            .arg(&image),
+    ))
+    .unwrap();
+    assert_eq!(info["format"], "qcow2", "{info}");
+    assert_eq!(info["virtual-size"], 1u64 << 30, "{info}");
+    let on_disk = std::fs::metadata(&image).unwrap().len();
+    assert!(
+        on_disk < 1 << 30,
+        "a qcow2 of a mostly empty disk is sparse: {on_disk} bytes"
+    );
+
+    let raw = dir.path().join("back.raw");
+    output(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "qcow2", "-O", "raw"])
+            .arg(&image)
+            .arg(&raw),
+    );
+    let table = output(Command::new("sfdisk").arg("--dump").arg(&raw));
+    assert!(
+        table.contains("start=        2048, size=      262144, type=83, bootable"),
+        "{table}"
+    );
+}
