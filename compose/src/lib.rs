@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commit;
 pub mod customize;
 pub mod fetch;
+pub mod format;
 pub mod initramfs;
 pub mod install;
 pub mod ostreeify;

@@ -8,10 +8,11 @@
 //! - `/var` is empty: every directory (and symlink) the packages put there becomes a line in
 //!   `/usr/lib/tmpfiles.d/keel-var.conf`, so systemd-tmpfiles recreates it on first boot; files
 //!   left there by package scripts (logs, caches) are dropped and listed in the result;
-//! - dpkg's database moves from `/var/lib/dpkg` to `/usr/lib/sysimage/dpkg` (like rpm-ostree's
-//!   `/usr/lib/sysimage/rpm`), so it is versioned with the commit it describes; a tmpfiles
-//!   symlink `/var/lib/dpkg -> ../../usr/lib/sysimage/dpkg` lets `dpkg -l` and `dpkg-query` on
-//!   the host find it (read-only, as `/usr` is);
+//! - the package database moves under `/usr` (the format's `format::PackageDatabase`; dpkg's
+//!   from `/var/lib/dpkg` to `/usr/lib/sysimage/dpkg`, like rpm-ostree's `/usr/lib/sysimage/rpm`),
+//!   so it is versioned with the commit it describes; a symlink `/var/lib/dpkg ->
+//!   ../../usr/lib/sysimage/dpkg` lets `dpkg -l` and `dpkg-query` on the host find it
+//!   (read-only, as `/usr` is);
 //! - `/home`, `/root`, `/opt`, `/srv`, `/mnt` and `/usr/local` are symlinks into `/var`
 //!   (`var/home`, `var/roothome`, `var/opt`, `var/srv`, `var/mnt`, `var/usrlocal`), `/media` into
 //!   `/run/media`; `/sysroot` exists and `/ostree` points into it; their directories are
@@ -28,10 +29,10 @@ use std::path::{Path, PathBuf};
 
 use cap_std::fs::{Dir, FileTypeExt, MetadataExt};
 
+use crate::format::PackageDatabase;
+
 /// The tmpfiles.d file that recreates `/var` on first boot.
 pub const VAR_TMPFILES: &str = "usr/lib/tmpfiles.d/keel-var.conf";
-/// Where dpkg's database lives in a composed tree.
-pub const DPKG_DATABASE: &str = "usr/lib/sysimage/dpkg";
 
 /// Top-level directories that hold mutable state and so become symlinks into `/var` (or `/run`).
 /// (path in the tree, where its content goes, the symlink's target)
@@ -157,10 +158,10 @@ pub fn find_kernel(root: &Dir) -> Result<Kernel, OstreeifyError> {
 
 /// Converts the installed root in `root` to ostree's layout (see the module documentation).
 /// The initramfs must already be at `usr/lib/modules/$kver/initramfs.img`.
-pub fn ostreeify(root: &Dir) -> Result<Ostreeified, OstreeifyError> {
+pub fn ostreeify(root: &Dir, database: &PackageDatabase) -> Result<Ostreeified, OstreeifyError> {
     let kernel = place_kernel(root)?;
     move_state_dirs(root)?;
-    move_dpkg_database(root)?;
+    move_package_database(root, database)?;
     prepare_etc(root)?;
     let (tmpfiles, dropped_var_files) = empty_var(root)?;
     for dir in EMPTIED_DIRS {
@@ -236,30 +237,30 @@ fn move_state_dirs(root: &Dir) -> Result<(), OstreeifyError> {
     Ok(())
 }
 
-fn move_dpkg_database(root: &Dir) -> Result<(), OstreeifyError> {
-    if !root.is_dir("var/lib/dpkg") {
+fn move_package_database(root: &Dir, database: &PackageDatabase) -> Result<(), OstreeifyError> {
+    let PackageDatabase {
+        live,
+        image,
+        transient,
+    } = *database;
+    if !root.is_dir(live) {
         return Ok(());
     }
-    root.create_dir_all("usr/lib/sysimage")
-        .map_err(io_err("creating", "usr/lib/sysimage"))?;
-    root.rename("var/lib/dpkg", root, DPKG_DATABASE)
-        .map_err(io_err("moving", "var/lib/dpkg"))?;
+    if let Some(parent) = Path::new(image).parent() {
+        root.create_dir_all(parent)
+            .map_err(io_err("creating", parent))?;
+    }
+    root.rename(live, root, image)
+        .map_err(io_err("moving", live))?;
     // Backups and locks belong to a writable database, not to a commit.
-    for name in [
-        "status-old",
-        "available-old",
-        "diversions-old",
-        "lock",
-        "lock-frontend",
-        "triggers/Lock",
-    ] {
-        let path = Path::new(DPKG_DATABASE).join(name);
+    for name in transient {
+        let path = Path::new(image).join(name);
         if root.symlink_metadata(&path).is_ok() {
             root.remove_file(&path).map_err(io_err("removing", &path))?;
         }
     }
-    root.symlink_contents("../../usr/lib/sysimage/dpkg", "var/lib/dpkg")
-        .map_err(io_err("linking", "var/lib/dpkg"))
+    root.symlink_contents(database.link_target(), live)
+        .map_err(io_err("linking", live))
 }
 
 fn prepare_etc(root: &Dir) -> Result<(), OstreeifyError> {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::format::debian::DATABASE;
 use cap_std::ambient_authority;
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -69,7 +70,7 @@ fn debian_like_tree() -> (tempfile::TempDir, Dir) {
 #[test]
 fn debian_root_becomes_ostree_layout() {
     let (tmp, dir) = debian_like_tree();
-    let result = ostreeify(&dir).unwrap();
+    let result = ostreeify(&dir, &DATABASE).unwrap();
     let r = tmp.path();
     assert_eq!(result.kernel_version, KVER);
 
@@ -102,10 +103,10 @@ fn debian_root_becomes_ostree_layout() {
     assert!(storage.contains("driver = \"overlay\""));
     assert!(storage.contains("runroot = \"/run/containers/storage\""));
 
-    assert!(r.join(DPKG_DATABASE).join("status").is_file());
-    assert!(r.join(DPKG_DATABASE).join("info").is_dir());
-    assert!(!r.join(DPKG_DATABASE).join("status-old").exists());
-    assert!(!r.join(DPKG_DATABASE).join("lock").exists());
+    assert!(r.join(DATABASE.image).join("status").is_file());
+    assert!(r.join(DATABASE.image).join("info").is_dir());
+    assert!(!r.join(DATABASE.image).join("status-old").exists());
+    assert!(!r.join(DATABASE.image).join("lock").exists());
 
     for (link, target) in [
         ("home", "var/home"),
@@ -171,7 +172,10 @@ fn debian_root_becomes_ostree_layout() {
 fn tree_without_kernel_is_refused() {
     let (tmp, dir) = debian_like_tree();
     fs::remove_file(tmp.path().join(format!("boot/vmlinuz-{KVER}"))).unwrap();
-    assert!(matches!(ostreeify(&dir), Err(OstreeifyError::NoKernel)));
+    assert!(matches!(
+        ostreeify(&dir, &DATABASE),
+        Err(OstreeifyError::NoKernel)
+    ));
 }
 
 #[test]
@@ -179,7 +183,7 @@ fn two_kernels_are_refused_naming_both() {
     let (tmp, dir) = debian_like_tree();
     fs::create_dir_all(tmp.path().join("usr/lib/modules/6.1.0-98-amd64")).unwrap();
     fs::write(tmp.path().join("boot/vmlinuz-6.1.0-98-amd64"), "k").unwrap();
-    let err = ostreeify(&dir).unwrap_err().to_string();
+    let err = ostreeify(&dir, &DATABASE).unwrap_err().to_string();
     assert!(err.contains("6.1.0-98-amd64, 6.1.0-99-amd64"), "{err}");
 }
 
@@ -193,7 +197,7 @@ fn missing_initramfs_is_refused() {
             .join("initramfs.img"),
     )
     .unwrap();
-    let err = ostreeify(&dir).unwrap_err().to_string();
+    let err = ostreeify(&dir, &DATABASE).unwrap_err().to_string();
     assert!(err.contains("initramfs.img"), "{err}");
 }
 
@@ -205,7 +209,7 @@ fn fifo_in_tree_is_refused_naming_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    let err = ostreeify(&dir).unwrap_err().to_string();
+    let err = ostreeify(&dir, &DATABASE).unwrap_err().to_string();
     assert!(err.contains("/usr/lib/a-fifo is a FIFO"), "{err}");
 }
 

@@ -1,5 +1,8 @@
 //! A package chosen by dependency resolution: what fetch, unpack, the lockfile and the commit
-//! metadata all need to know about it. Produced by `apt::depsolve`, consumed downstream.
+//! metadata all need to know about it. Produced by a package format's resolver (`format`;
+//! Debian's is `apt::depsolve`), consumed downstream. The ordering facts (`essential`,
+//! `priority`, `pre_depends`) are named as Debian names them; another format fills them in its
+//! own terms (RPM: `Requires(pre)` is a pre-dependency, nothing is Essential).
 
 use serde::{Deserialize, Serialize};
 

@@ -41,12 +41,7 @@ pub const FORMAT: u32 = 2;
 /// How many entries stay in the cache (the most recently used).
 pub const KEEP: usize = 20;
 
-/// The packages of a resolution, and whether they came from the cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolution {
-    pub packages: Vec<ResolvedPackage>,
-    pub cache_hit: bool,
-}
+pub use crate::format::Resolution;
 
 /// Where packages come from: the repositories (apt specs and local `.deb` directories) and
 /// the architecture to resolve for.

@@ -494,6 +494,7 @@ fn top_layer_link_then_write_across_two_packages_commits_without_touching_the_ho
     std::fs::create_dir(&scratch).unwrap();
     let tree = scratch.join("tree");
     let prepared = base::prepare(
+        &keel_compose::format::debian::Debian,
         &tree,
         &Sandbox::new(&scratch.join("base")).with_host_usr(),
         std::slice::from_ref(&base_pkg),

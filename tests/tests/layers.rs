@@ -189,6 +189,7 @@ fn try_build(
     let key = layers::base_key(packages, &split.base);
     let build_sandbox = cancellation.sandbox(Sandbox::new(&scratch.join("base")).with_host_usr());
     let base = base::prepare(
+        &keel_compose::format::debian::Debian,
         &tree,
         &build_sandbox,
         &base_packages,

@@ -10,7 +10,8 @@ use ostree::gio;
 use serde::Serialize;
 
 use super::layer_cache::{CheckedOut, LayerCache, LayerCacheError};
-use super::{install_with, InstallError, PackageCache};
+use super::PackageCache;
+use crate::format::PackageFormat;
 use crate::package::ResolvedPackage;
 use crate::sandbox::Sandbox;
 
@@ -44,15 +45,22 @@ pub enum BaseError {
     NoCache,
     #[error(transparent)]
     Cache(#[from] LayerCacheError),
-    #[error("installing the base layer: {0}")]
-    Install(#[from] Box<InstallError>),
+    #[error("creating {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("installing the base layer: {0:#}")]
+    Install(anyhow::Error),
 }
 
 /// Checks the base layer `key` (the packages `packages`, with `.deb` files `debs`) out into
-/// `tree`, which must not exist. When it is not stored yet, it is installed first into
+/// `tree`, which must not exist. When it is not stored yet, `format` installs it first into
 /// `build_sandbox`'s tree (a directory that must not exist yet), with that sandbox's options,
-/// and stored (consuming that directory).
+/// and it is stored (consuming that directory).
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
+    format: &dyn PackageFormat,
     tree: &Path,
     build_sandbox: &Sandbox,
     packages: &[ResolvedPackage],
@@ -69,15 +77,13 @@ pub fn prepare(
         Some(commit) => (commit, true),
         None => {
             let build = build_sandbox.root();
-            std::fs::create_dir(build).map_err(|source| {
-                Box::new(InstallError::Io {
-                    action: "creating",
-                    path: build.to_path_buf(),
-                    source,
-                })
+            std::fs::create_dir(build).map_err(|source| BaseError::Create {
+                path: build.to_path_buf(),
+                source,
             })?;
-            let installed =
-                install_with(build_sandbox, packages, debs, pkgcache).map_err(Box::new)?;
+            let installed = format
+                .install(build_sandbox, packages, debs, pkgcache)
+                .map_err(BaseError::Install)?;
             install_phases = installed.phases;
             (cache.store(key, build, cancellable)?, false)
         }

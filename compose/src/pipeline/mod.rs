@@ -30,9 +30,8 @@
 
 mod phases;
 mod report;
-mod sources;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -40,20 +39,20 @@ use cap_std::fs::Dir;
 use keel_common::cancel::Cancel;
 use keel_common::progress::Progress;
 
-use crate::apt::depsolve::Request;
 use crate::cachedir::CacheDir;
 use crate::commit::{self, CommitMetadata};
+use crate::format::{self, PackageFormat, ResolveInput};
 use crate::install::{self, layers};
 use crate::overlay::{self, Overlay, OverlayDirs};
 use crate::package::ResolvedPackage;
 use crate::release;
 use crate::sandbox::Sandbox;
 use crate::treefile::{self, Treefile};
-use crate::{customize, fetch, initramfs, ostreeify, passwd, resolve_cache};
+use crate::{customize, fetch, initramfs, ostreeify, passwd};
 
+pub use crate::format::debian::{debian_arch, repo_sources, MACHINE_SOURCES_DIR};
 pub use phases::Cancellation;
 pub use report::{PhaseTime, Report};
-pub use sources::{debian_arch, repo_sources, MACHINE_SOURCES_DIR};
 
 /// Parallel package downloads.
 const FETCH_JOBS: usize = 4;
@@ -101,10 +100,12 @@ pub fn compose_with(
         treefile::load(&options.treefile)
             .with_context(|| format!("loading the treefile {}", options.treefile.display()))
     })?;
+    let format = format::for_treefile(&tf);
     let cachedir = CacheDir::open(&options.cachedir, progress)?;
     let prepared = release::steps::prepare(release_options, &tf.reference, progress)?;
     let packages = phases.run("resolve", || {
         resolve(
+            format,
             &tf,
             options,
             &cachedir,
@@ -178,9 +179,12 @@ pub fn compose_with(
     } else {
         let key = layers::base_key(&packages, &split.base);
         let base = phases.run("base", || {
-            let build = cancellation
-                .sandbox(Sandbox::new(&scratch.path().join("base")).env("INITRD", "No"));
+            let build = cancellation.sandbox(with_env(
+                Sandbox::new(&scratch.path().join("base")),
+                format.script_env(),
+            ));
             install::base::prepare(
+                format,
                 &tree,
                 &build,
                 &base_packages,
@@ -218,12 +222,11 @@ pub fn compose_with(
     let sandbox = cancellation.sandbox(Sandbox::new(&work_tree));
 
     phases.run("install", || {
-        // INITRD=No: the kernel's postinst must not build an initramfs; ours comes later.
-        let sandbox = sandbox.clone().env("INITRD", "No");
+        let sandbox = with_env(sandbox.clone(), format.script_env());
         let report = match &base {
             Some(_) if top_packages.is_empty() => return Ok(()),
-            Some(_) => install::install_over(&sandbox, &top_packages, &top_debs),
-            None => install::install_with(&sandbox, &packages, &debs, &cache),
+            Some(_) => format.install_over(&sandbox, &top_packages, &top_debs),
+            None => format.install(&sandbox, &packages, &debs, &cache),
         }
         .context("installing packages")?;
         progress.message(&format!(
@@ -265,7 +268,7 @@ pub fn compose_with(
         .with_context(|| format!("opening {}", tree.display()))?;
 
     let layout = phases.run("ostreeify", || {
-        let layout = ostreeify::ostreeify(&root)?;
+        let layout = ostreeify::ostreeify(&root, format.database())?;
         if !layout.dropped_var_files.is_empty() {
             progress.message(&format!(
                 "dropped {} files under /var (logs, caches; /var starts empty)",
@@ -351,38 +354,29 @@ fn pick<T: Clone>(items: &[T], indices: &[usize]) -> Vec<T> {
     indices.iter().map(|&i| items[i].clone()).collect()
 }
 
+/// `sandbox` with the package format's script environment set.
+fn with_env(sandbox: Sandbox, env: &[(&str, &str)]) -> Sandbox {
+    env.iter()
+        .fold(sandbox, |sandbox, (name, value)| sandbox.env(name, value))
+}
+
 fn resolve(
+    format: &dyn PackageFormat,
     tf: &Treefile,
     options: &Options,
     cachedir: &CacheDir,
     locked: Option<&(release::lockfile::Lockfile, PathBuf)>,
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<ResolvedPackage>> {
-    let (specs, locals) = repo_sources(&tf.repos, Path::new(MACHINE_SOURCES_DIR))?;
-    let arch = debian_arch(std::env::consts::ARCH).with_context(|| {
-        format!(
-            "no Debian architecture known for {}",
-            std::env::consts::ARCH
-        )
-    })?;
-    let request = Request {
-        packages: tf.packages.clone(),
-        exclude: tf.exclude_packages.clone(),
-        recommends: tf.recommends,
-        base_system: crate::apt::depsolve::BaseSystem::Repos(tf.base_system_repos.clone()),
+    let input = ResolveInput {
+        treefile: tf,
+        cachedir,
+        locked,
+        allow_older_metadata: options.allow_older_metadata,
     };
-    let freshness = crate::apt::universe::Freshness {
-        allow_older: options.allow_older_metadata,
-        ..Default::default()
-    };
-    let sources = resolve_cache::Sources {
-        specs: &specs,
-        locals: &locals,
-        arch,
-    };
-    let resolution =
-        resolve_cache::resolve(&sources, cachedir, &request, locked, &freshness, progress)
-            .with_context(|| format!("resolving the packages of {}", tf.path.display()))?;
+    let resolution = format
+        .resolve(&input, progress)
+        .with_context(|| format!("resolving the packages of {}", tf.path.display()))?;
     if resolution.cache_hit {
         progress.message("package set unchanged since an earlier resolution (resolve cache)");
     }
