@@ -12,15 +12,25 @@
 use crate::store::{Cas, Store, StoreError, Versioned};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use keel_common::cancel::Cancel;
+use keel_io::http::{Client, Limits, Proxies, Settings};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub struct EtcdStore {
     endpoints: Vec<String>,
-    agent: ureq::Agent,
+    client: Client,
     preferred: AtomicUsize,
+    /// Store calls are not cancelled; the server's requests end when etcd answers or times out.
+    never: Cancel,
 }
+
+/// An etcd answer for one key is small; a whole request, reconnect included, is over in 5 s.
+const REQUEST_LIMITS: Limits = Limits {
+    max_bytes: 4 << 20,
+    deadline: Some(Duration::from_secs(5)),
+};
 
 impl EtcdStore {
     /// `endpoints` are client URLs (`http://127.0.0.1:2379`); none may be empty.
@@ -35,15 +45,22 @@ impl EtcdStore {
                 "no etcd endpoint given; pass --etcd http://HOST:2379[,...]".into(),
             ));
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(1))
-            .timeout(Duration::from_secs(5))
-            .max_idle_connections_per_host(64)
-            .build();
+        // etcd is a local service: no proxies; one attempt here, `call` moves on to the next
+        // endpoint; many idle connections, since every lock request is a few etcd calls.
+        let settings = Settings {
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(5),
+            attempts: 1,
+            idle_connections_per_host: 64,
+            ..Settings::default()
+        };
+        let client = Client::new(settings, Proxies::none())
+            .map_err(|e| StoreError::Failed(format!("setting up the etcd client: {e}")))?;
         Ok(EtcdStore {
             endpoints,
-            agent,
+            client,
             preferred: AtomicUsize::new(0),
+            never: Cancel::new(),
         })
     }
 
@@ -53,33 +70,32 @@ impl EtcdStore {
 
     /// Posts `body` to `path` on the first endpoint that answers.
     fn call(&self, path: &str, body: &Value) -> Result<Value, StoreError> {
-        let body = body.to_string();
         let first = self.preferred.load(Ordering::Relaxed);
         let mut failures = Vec::new();
         for i in 0..self.endpoints.len() {
             let index = (first + i) % self.endpoints.len();
             let url = format!("{}{path}", self.endpoints[index]);
             for _attempt in 0..2 {
-                match self.agent.post(&url).send_string(&body) {
-                    Ok(response) => {
+                match self
+                    .client
+                    .post_json(&url, &[], body, REQUEST_LIMITS, &self.never)
+                {
+                    Ok(response) if response.is_success() => {
                         self.preferred.store(index, Ordering::Relaxed);
-                        let text = response
-                            .into_string()
-                            .map_err(|e| StoreError::Failed(format!("{url}: {e}")))?;
-                        return serde_json::from_str(&text).map_err(|e| {
+                        return serde_json::from_slice(&response.body).map_err(|e| {
                             StoreError::Failed(format!("{url}: not etcd's JSON ({e})"))
                         });
                     }
-                    Err(ureq::Error::Status(status, response)) => {
-                        let text = response.into_string().unwrap_or_default();
-                        let message = format!("{url}: HTTP {status}: {}", text.trim());
-                        if status < 500 {
+                    Ok(response) => {
+                        let text = String::from_utf8_lossy(&response.body);
+                        let message = format!("{url}: HTTP {}: {}", response.status, text.trim());
+                        if response.status < 500 {
                             return Err(StoreError::Failed(message));
                         }
                         failures.push(message);
                         break;
                     }
-                    Err(ureq::Error::Transport(err)) => failures.push(format!("{url}: {err}")),
+                    Err(err) => failures.push(err.to_string()),
                 }
             }
         }

@@ -17,6 +17,7 @@ fn client(read_timeout_ms: u64, attempts: u32) -> Client {
             read_timeout: Duration::from_millis(read_timeout_ms),
             attempts,
             backoff: Duration::from_millis(10),
+            ..Settings::default()
         },
         Proxies::none(),
     )

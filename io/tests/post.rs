@@ -15,6 +15,7 @@ fn client() -> Client {
             read_timeout: Duration::from_secs(5),
             attempts: 3,
             backoff: Duration::from_millis(10),
+            ..Settings::default()
         },
         Proxies::none(),
     )

@@ -50,6 +50,9 @@ pub struct Settings {
     pub attempts: u32,
     /// Wait before the second try; doubled before each further one.
     pub backoff: Duration,
+    /// Connections kept open per host for reuse (a server talking to its store many times a
+    /// second wants more than the one a downloader needs).
+    pub idle_connections_per_host: usize,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             read_timeout: Duration::from_secs(60),
             attempts: 4,
             backoff: Duration::from_millis(500),
+            idle_connections_per_host: 1,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Client {
                 .timeout_connect(settings.connect_timeout)
                 .timeout_read(settings.read_timeout)
                 .timeout_write(settings.read_timeout)
+                .max_idle_connections_per_host(settings.idle_connections_per_host)
                 .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
         };
         let mut via_proxy: Vec<(String, ureq::Agent)> = Vec::new();
