@@ -1,5 +1,6 @@
 //! Install: unit tests of its pure parts and tree checks.
 
+use super::dpkg::parse_status_abbrev;
 use super::*;
 
 #[test]

@@ -24,6 +24,7 @@
 //! maintainer scripts, which only dpkg unpacks (never cached), is not checked here yet. Packages the [`PackageCache`] holds may skip dpkg's unpack (see that module).
 
 pub mod base;
+mod dpkg;
 pub mod dpkg_log;
 mod extract;
 pub mod layer_cache;
@@ -35,8 +36,9 @@ pub use layer_cache::{LayerCache, LayerCacheError};
 pub use pkgcache::{PackageCache, PackageCacheError};
 
 use crate::package::ResolvedPackage;
-use crate::sandbox::{tail, Sandbox, SandboxError, TAIL_LINES};
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::tree_dir::TreeDir;
+use dpkg::{check_all_installed, dpkg, run_dpkg, Namer};
 use order::OrderError;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -48,15 +50,6 @@ use std::time::Instant;
 const POLICY_RC_D: &str = "usr/sbin/policy-rc.d";
 const POLICY_RC_D_BODY: &str = "#!/bin/sh\n# Written by keel-compose while installing packages: start no services.\nexit 101\n";
 const DEBS_INSIDE: &str = "/run/keel-debs";
-/// Options for every dpkg run: no fsync per file (the tree is committed and synced later), and
-/// never ask about configuration files (stdin is closed).
-const DPKG: &[&str] = &[
-    "dpkg",
-    "--force-unsafe-io",
-    "--force-confdef",
-    "--force-confold",
-];
-
 /// What [`install`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct InstallReport {
@@ -431,10 +424,6 @@ pub fn describe(p: &ResolvedPackage) -> String {
     )
 }
 
-fn dpkg<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    DPKG.iter().chain(args).copied().collect()
-}
-
 /// Binds each distinct directory holding `.deb` files at `/run/keel-debs/N` and returns the
 /// sandbox and each file's path inside it.
 fn bind_debs(sandbox: &Sandbox, debs: &[PathBuf]) -> (Sandbox, Vec<String>) {
@@ -544,106 +533,6 @@ fn remove_policy_rc_d(root: &Path) -> Result<(), InstallError> {
             path,
             source,
         })
-}
-
-/// Runs dpkg in the sandbox; a failure names the failing maintainer script when dpkg says which.
-fn run_dpkg(
-    sandbox: &Sandbox,
-    argv: &[&str],
-    step: &str,
-    packages: &[String],
-    names: &Namer,
-) -> Result<String, InstallError> {
-    sandbox.run(argv, step).map_err(|source| {
-        let output = source.output().unwrap_or("");
-        let refused: Vec<String> = dpkg_log::processing_errors(output)
-            .iter()
-            .map(|item| names.describe(item))
-            .collect();
-        match dpkg_log::script_failures(output).into_iter().next() {
-            Some(f) => InstallError::Script {
-                package: f.package,
-                script: f.script,
-                status: f.status,
-                step: step.to_string(),
-                tail: tail(output, TAIL_LINES),
-            },
-            None if !refused.is_empty() => InstallError::Refused {
-                packages: refused,
-                step: step.to_string(),
-                tail: tail(output, TAIL_LINES),
-            },
-            None => InstallError::Dpkg {
-                step: step.to_string(),
-                packages: packages.to_vec(),
-                source,
-            },
-        }
-    })
-}
-
-/// Names a package the way errors do, from what dpkg calls it: its name, or the path of its
-/// `.deb` inside the sandbox.
-struct Namer(Vec<(String, String, String)>);
-
-impl Namer {
-    fn new(by_name: &ByName) -> Self {
-        Namer(
-            by_name
-                .values()
-                .map(|(p, _, inside)| (p.name.clone(), inside.to_string(), describe(p)))
-                .collect(),
-        )
-    }
-
-    fn describe(&self, item: &str) -> String {
-        let name = item.split(':').next().unwrap_or(item);
-        self.0
-            .iter()
-            .find(|(n, inside, _)| inside == item || n == name)
-            .map_or_else(|| format!("package {item}"), |(_, _, d)| d.clone())
-    }
-}
-
-fn check_all_installed(
-    sandbox: &Sandbox,
-    packages: &[ResolvedPackage],
-) -> Result<(), InstallError> {
-    let argv = [
-        "dpkg-query",
-        "--show",
-        "--showformat=${Package}\\t${db:Status-Abbrev}\\n",
-    ];
-    let step = "listing installed packages";
-    let out = sandbox
-        .run(&argv, step)
-        .map_err(|source| InstallError::Dpkg {
-            step: step.into(),
-            packages: Vec::new(),
-            source,
-        })?;
-    let status = parse_status_abbrev(&out);
-    for p in packages {
-        let got = status
-            .get(p.name.as_str())
-            .copied()
-            .unwrap_or("not in the database");
-        if got.trim_end() != "ii" {
-            return Err(InstallError::NotInstalled {
-                package: p.name.clone(),
-                status: got.to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// `NAME\tSTATUS` lines of `dpkg-query` into a map (architecture qualifiers dropped).
-fn parse_status_abbrev(out: &str) -> HashMap<&str, &str> {
-    out.lines()
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(name, status)| (name.split(':').next().unwrap_or(name), status))
-        .collect()
 }
 
 #[cfg(test)]
