@@ -22,8 +22,10 @@ pub enum VerifyError {
     ChecksumMismatch { checksum: String, actual: String },
     #[error("commit {checksum}: not a valid commit object ({reason})")]
     Malformed { checksum: String, reason: String },
-    #[error("commit {checksum}: signature check failed: {source}; the publisher must sign it with a key listed in trusted.ed25519.d")]
-    Signature { checksum: String, source: SignError },
+    /// `reason` is shown in the message and is deliberately not the error's `source`, so a
+    /// chain printed with `{:#}` says it once.
+    #[error("commit {checksum}: signature check failed: {reason}; the publisher must sign it with a key listed in trusted.ed25519.d")]
+    Signature { checksum: String, reason: SignError },
     #[error("commit {checksum} is bound to {bound:?}, not to the followed ref {followed}; refusing a commit published for another ref")]
     RefBinding {
         checksum: String,
@@ -127,10 +129,10 @@ pub fn verify_commit(
         });
     }
     let signed_by =
-        sign::verify(bytes, detached, policy.trusted, policy.revoked).map_err(|source| {
+        sign::verify(bytes, detached, policy.trusted, policy.revoked).map_err(|reason| {
             VerifyError::Signature {
                 checksum: checksum.to_string(),
-                source,
+                reason,
             }
         })?;
     let info = parse_commit(checksum, bytes)?;
@@ -290,10 +292,16 @@ mod tests {
         assert!(matches!(
             err,
             VerifyError::Signature {
-                source: SignError::Unsigned,
+                reason: SignError::Unsigned,
                 ..
             }
         ));
+        let shown = format!("{:#}", anyhow::Error::new(err));
+        assert_eq!(
+            shown.matches("not signed").count(),
+            1,
+            "the cause is said once: {shown}"
+        );
 
         let mut tampered = f.bytes.clone();
         tampered[0] ^= 1;
