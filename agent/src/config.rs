@@ -34,12 +34,14 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Drop-in directories under the config root, lowest priority first (as `keel_host::config`).
-pub const DROPIN_DIRS: [&str; 3] = [
-    "usr/lib/keel/config.d",
-    "run/keel/config.d",
-    "etc/keel/config.d",
-];
+/// Drop-in directories under the config root, lowest priority first: the `config.d` of each
+/// of `keel_host::config::DROPIN_DIRS` (`/usr/lib`, `/etc`, then `/run`, as Zincati orders them).
+pub fn dropin_dirs(root: &Path) -> Vec<PathBuf> {
+    keel_host::config::DROPIN_DIRS
+        .iter()
+        .map(|d| root.join(d).join("config.d"))
+        .collect()
+}
 
 /// One drop-in file as written; every key optional. Other sections belong to other readers.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -341,7 +343,7 @@ pub enum LoadError {
 
 /// Reads, merges and validates the drop-ins under `root` (`/` on a booted host).
 pub fn load(root: &Path) -> Result<Settings, LoadError> {
-    let dirs: Vec<PathBuf> = DROPIN_DIRS.iter().map(|d| root.join(d)).collect();
+    let dirs = dropin_dirs(root);
     let mut files = Vec::new();
     for file in keel_host::dropins::scan(&dirs)? {
         let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Read {

@@ -1,6 +1,7 @@
 //! The agent's configuration: TOML drop-ins read from `usr/lib/keel` (the OS's defaults),
-//! `run/keel` (runtime) and `etc/keel` (the admin's), each as `config.toml` then
-//! `config.d/*.toml` in lexical order. Later files win key by key. Parsing is per fragment,
+//! `etc/keel` (the admin's) and `run/keel` (runtime, gone at the next boot), in that order as
+//! Zincati reads its own, each as `config.toml` then `config.d/*.toml` in lexical order. Later
+//! files win key by key. Parsing is per fragment,
 //! merging is a pure fold, validation comes last.
 //!
 //! ```toml
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Directories searched for drop-ins, relative to the config root, lowest priority first.
-pub const DROPIN_DIRS: [&str; 3] = ["usr/lib/keel", "run/keel", "etc/keel"];
+pub const DROPIN_DIRS: [&str; 3] = ["usr/lib/keel", "etc/keel", "run/keel"];
 /// The default name of the libostree remote.
 pub const DEFAULT_REMOTE_NAME: &str = "keel";
 /// The drop-in `keel remote add` writes, relative to the config root.
@@ -281,6 +282,17 @@ mod tests {
         );
         assert_eq!(remote.refspec(), "keel:os/b");
         assert_eq!(config.sources.len(), 3);
+
+        // A runtime drop-in shadows the admin's file of the same name, as in Zincati.
+        write(
+            "run/keel/config.d/20-b.toml",
+            "[remote]\nref = \"os/runtime\"\n",
+        );
+        let remote = load(root.path()).unwrap().remote.unwrap();
+        assert_eq!(
+            (remote.url.as_str(), remote.reference.as_str()),
+            ("http://mine", "os/runtime")
+        );
 
         write("run/keel/config.d/x.toml", "[remote]\nurll = 1\n");
         let err = format!("{:#}", load(root.path()).unwrap_err());

@@ -156,6 +156,14 @@ fn load_shadows_masks_and_names_unparsable_files() {
     assert_eq!(s.check_jitter, Duration::from_secs(60));
     assert!(s.enabled);
 
+    // /run comes last: a runtime file shadows the admin's file of the same name.
+    write(
+        "run/keel/config.d/10-defaults.toml",
+        "[updates]\ncheck_jitter_minutes = 5\n",
+    );
+    let s = load(root.path()).unwrap();
+    assert_eq!(s.check_jitter, Duration::from_secs(300));
+
     write(
         "run/keel/config.d/30-typo.toml",
         "[updates]\nenabled_ = true\n",
