@@ -1,6 +1,9 @@
 //! The progress sink the CLI hands to keel-host: an indicatif spinner on stderr (drawn only on
-//! a terminal), hidden with `--json`. Messages and warnings become lines above it.
+//! a terminal), hidden with `--json`. Messages and warnings always become lines on stderr:
+//! above the spinner when it is drawn, plain lines when it is not (a pipe, the journal,
+//! `--json`), so stdout carries nothing but the command's output.
 
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -20,11 +23,18 @@ struct State {
 pub struct Bar {
     bar: ProgressBar,
     state: Mutex<State>,
+    /// Where lines go when the spinner is not drawn (stderr).
+    lines: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Bar {
-    /// A spinner, or a sink that shows nothing when `hidden` (`--json`).
+    /// A spinner, or no spinner when `hidden` (`--json`); lines go to stderr either way.
     pub fn new(hidden: bool) -> Self {
+        Self::with_lines(hidden, Box::new(std::io::stderr()))
+    }
+
+    /// [`Bar::new`] writing its lines to `lines` whenever the spinner is not drawn.
+    fn with_lines(hidden: bool, lines: Box<dyn Write + Send>) -> Self {
         let bar = if hidden {
             ProgressBar::hidden()
         } else {
@@ -37,7 +47,21 @@ impl Bar {
         Self {
             bar,
             state: Mutex::new(State::default()),
+            lines: Mutex::new(lines),
         }
+    }
+
+    /// A line above the spinner, or on its own when no spinner is drawn.
+    fn line(&self, text: String) {
+        if !self.bar.is_hidden() {
+            self.bar.println(text);
+            return;
+        }
+        let mut lines = match self.lines.lock() {
+            Ok(lines) => lines,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let _ = writeln!(lines, "{text}");
     }
 
     /// Removes the spinner before the command prints its result.
@@ -67,11 +91,13 @@ impl Progress for Bar {
                 };
             }
             Event::Message { text } => {
-                self.bar.println(text);
+                drop(state);
+                self.line(text);
                 return;
             }
             Event::Warning { text } => {
-                self.bar.println(format!("warning: {text}"));
+                drop(state);
+                self.line(format!("warning: {text}"));
                 return;
             }
             Event::Bytes { done, .. } => state.bytes = done,
@@ -106,6 +132,39 @@ fn render(state: &State) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn warnings_and_messages_reach_stderr_without_a_terminal_or_with_json() {
+        for hidden in [false, true] {
+            let out = Captured::default();
+            let bar = Bar::with_lines(hidden, Box::new(out.clone()));
+            bar.report(Event::Phase {
+                name: "pull".into(),
+            });
+            bar.warning("the remote's summary expires in 2 hours");
+            bar.message("Staged 42.1");
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(
+                text, "warning: the remote's summary expires in 2 hours\nStaged 42.1\n",
+                "hidden={hidden}"
+            );
+        }
+    }
 
     #[test]
     fn pull_and_delta_progress_read_as_before() {
